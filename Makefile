@@ -1,0 +1,28 @@
+# The two set-up commands of the README: `make smoke` (main job) and `make test` (test suite).
+# Both create .venv and install ablate into it first, so they work on a fresh machine.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup smoke test bench clean-venv
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+smoke: $(STAMP)
+	$(BIN)/ablate run sweeps/smoke.yaml
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	$(BIN)/ablate bench --quick
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,312 @@
+"""The sbatch script of ``ablate submit --slurm``: options, their validation, and the rendered script.
+
+The script follows Ray's SLURM guide: one ``srun`` step per role starts one Ray runtime per node
+(``ray start --head --block`` on the node the batch script runs on, ``ray start --address --block``
+on the others), then ``ablate run <sweep> --address <head>`` drives the sweep from the batch shell,
+then the Ray steps are stopped. The driver runs in the batch shell itself (not under ``srun``) so that
+the shell can forward SLURM's early warning signal to it and return its exit code unchanged.
+
+Signals (why USR1 and not TERM): ``--signal=B:USR1@<grace>`` makes SLURM send USR1 to the batch
+shell ``grace`` seconds before ``--time`` runs out; the shell turns it into SIGTERM for ``ablate run``
+(which stops Tune and keeps every finished trial) and, within ``--max-requeues``, requeues the job
+itself. A plain SIGTERM means preemption or ``scancel``: it is forwarded too but never requeues
+(SLURM requeues a preempted ``--requeue`` job by itself; a cancelled job must stay cancelled).
+
+Quoting: every value that comes from the user or the sweep file is a single ``shlex.quote``-d word
+in the shell part; ``#SBATCH`` values (read by sbatch, not by the shell) are restricted to safe
+characters instead, so no value can start a new line or a command.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import sys
+from dataclasses import dataclass
+from typing import Iterable, Optional
+
+from ablate.errors import UserError
+
+SAFE_SBATCH_VALUE = re.compile(r"[A-Za-z0-9_.,:+@=/-]+")  # partition lists, accounts, qos, ...
+SBATCH_ARG = re.compile(r"--[A-Za-z][A-Za-z0-9-]*(=[A-Za-z0-9_.,:+@=/%&|*!-]+)?")
+TIME_FORMATS = ("MINUTES", "MINUTES:SECONDS", "HOURS:MINUTES:SECONDS", "DAYS-HOURS",
+                "DAYS-HOURS:MINUTES", "DAYS-HOURS:MINUTES:SECONDS")
+MAX_SIGNAL_S = 65535  # sbatch --signal's largest time
+RAY_WAIT_S = 300  # how long the script waits for the Ray head (and then the workers) to come up
+
+
+def parse_time(value: str) -> Optional[int]:
+    """SLURM's ``--time`` (``MM``, ``MM:SS``, ``HH:MM:SS``, ``D-HH``, ``D-HH:MM``, ``D-HH:MM:SS``,
+    ``UNLIMITED``) -> seconds, or None for unlimited. Raises UserError on anything else."""
+    text = value.strip()
+    if text.upper() in ("UNLIMITED", "INFINITE"):
+        return None
+    hint = f"--time {value!r}: expected one of {', '.join(TIME_FORMATS)} (e.g. 24:00:00 or 1-12:00:00)"
+    m = re.fullmatch(r"(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?", text)
+    if not m:
+        raise UserError(hint)
+    days, a, b, c = m.groups()
+    fields = [int(x) for x in (a, b, c) if x is not None]
+    if days is not None:  # D-HH[:MM[:SS]]
+        h, mi, s = (fields + [0, 0])[:3]
+        total = int(days) * 86400 + h * 3600 + mi * 60 + s
+        sub_fields = fields[1:]
+    elif len(fields) == 3:  # HH:MM:SS
+        h, mi, s = fields
+        total, sub_fields = h * 3600 + mi * 60 + s, fields[1:]
+    elif len(fields) == 2:  # MM:SS
+        total, sub_fields = fields[0] * 60 + fields[1], fields[1:]
+    else:  # MM
+        total, sub_fields = fields[0] * 60, []
+    if any(f >= 60 for f in sub_fields) or (days is not None and fields[0] >= 24):
+        raise UserError(f"{hint}; minutes and seconds after a ':' are below 60, hours after a '-' below 24")
+    if total <= 0:
+        raise UserError(f"--time {value!r}: must be longer than 0")
+    return total
+
+
+def _positive(name: str, value: int, minimum: int = 1) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise UserError(f"{name} {value!r}: expected a whole number >= {minimum}")
+
+
+def _sbatch_value(name: str, value: Optional[str]) -> None:
+    if value is not None and not SAFE_SBATCH_VALUE.fullmatch(value):
+        raise UserError(f"{name} {value!r}: only letters, digits and _ . , : + @ = / - are allowed in an #SBATCH value")
+
+
+@dataclass(frozen=True)
+class SlurmOptions:
+    """What ``ablate submit --slurm`` asks SLURM for; validated on construction (UserError)."""
+
+    nodes: int = 1
+    cpus_per_task: int = 1  # = CPUs of each node's Ray runtime (one task per node)
+    gpus_per_node: int = 0
+    time: Optional[str] = None  # SLURM time limit; None = the partition's default
+    partition: Optional[str] = None
+    account: Optional[str] = None
+    grace: int = 120  # seconds before --time at which the sweep is stopped (0 = no early signal)
+    max_requeues: int = 0  # requeue the job itself this many times when --time runs out
+    sbatch_args: tuple[str, ...] = ()  # extra #SBATCH options, e.g. --qos=high, --exclusive
+
+    def __post_init__(self) -> None:
+        _positive("--nodes", self.nodes)
+        _positive("--cpus-per-task", self.cpus_per_task)
+        _positive("--gpus-per-node", self.gpus_per_node, 0)
+        _positive("--max-requeues", self.max_requeues, 0)
+        _positive("--grace", self.grace, 0)
+        if self.grace > MAX_SIGNAL_S:
+            raise UserError(f"--grace {self.grace}: SLURM signals at most {MAX_SIGNAL_S} s before the time limit")
+        if self.time is not None:
+            seconds = parse_time(self.time)
+            if seconds is not None and self.grace and seconds <= self.grace:
+                raise UserError(f"--time {self.time} is not longer than --grace {self.grace} s (the sweep is stopped "
+                                "that long before the limit); give a longer --time or a smaller --grace")
+        _sbatch_value("--partition", self.partition)
+        _sbatch_value("--account", self.account)
+        for arg in self.sbatch_args:
+            if not SBATCH_ARG.fullmatch(arg):
+                raise UserError(f"--sbatch-arg {arg!r}: expected one long sbatch option such as --qos=high or "
+                                "--exclusive (no spaces or quotes)")
+        if self.max_requeues and not self.grace:
+            raise UserError("--max-requeues needs --grace > 0: the job requeues itself on the early signal")
+
+
+def job_name(sweep_name: str) -> str:
+    """``ablate-<sweep>`` with anything but letters, digits, ``_ . -`` replaced by ``_``."""
+    return "ablate-" + re.sub(r"[^A-Za-z0-9_.-]", "_", sweep_name)
+
+
+def slurm_dir(storage: str, sweep_name: str) -> str:
+    """Where the script and the job logs go: ``<storage>/<sweep>/_slurm`` (``_``: Arrow's dataset
+    discovery skips it, so the results folder stays a clean Parquet dataset). A URI storage has
+    no local folder for SLURM's logs: they go to ``results/<sweep>/_slurm`` under the submit dir."""
+    root = os.path.join("results", sweep_name) if "://" in storage else os.path.join(storage, sweep_name)
+    return os.path.join(os.path.abspath(root), "_slurm")
+
+
+def _sbatch_output(folder: str) -> str:
+    """``--output=<folder>/%j.out`` for an #SBATCH line: sbatch does no shell parsing there but takes a
+    double-quoted value; ``%`` starts one of its patterns, so a literal one is doubled."""
+    if re.search(r'["\\\n\r]', folder):
+        raise UserError(f"{folder!r}: the SLURM log folder must not contain double quotes, backslashes or "
+                        "line breaks; choose another --storage")
+    value = folder.replace("%", "%%") + "/%j.out"
+    return f'--output="{value}"' if re.search(r"\s|'", value) else f"--output={value}"
+
+
+def ablate_run_words(sweep_path: str, storage: str, sets: Iterable[str], max_concurrent: Optional[int]) -> list[str]:
+    """The arguments after ``ablate run``, one list item per shell word."""
+    words = [sweep_path, "--storage", storage]
+    for item in sets:
+        words += ["--set", item]
+    if max_concurrent:
+        words += ["--max-concurrent", str(max_concurrent)]
+    return words
+
+
+def render_sbatch(options: SlurmOptions, sweep_path: str, sweep_name: str, storage: str,
+                  sets: Iterable[str] = (), *, max_concurrent: Optional[int] = None,
+                  python: Optional[str] = None, workdir: Optional[str] = None) -> str:
+    """The sbatch script that runs ``ablate run sweep_path --storage storage --set ...`` on a Ray
+    cluster of ``options.nodes`` nodes. ``python`` (default: this interpreter) is the environment the
+    job runs in; ``workdir`` (default: the current directory) is where it runs."""
+    o = options
+    if max_concurrent is not None:
+        _positive("--max-concurrent", max_concurrent)
+    python = os.path.abspath(python or sys.executable)  # not realpath: a venv's python is a symlink
+    workdir = os.path.abspath(workdir or os.getcwd())
+    output = _sbatch_output(slurm_dir(storage, sweep_name))
+    q = shlex.quote
+    head = [
+        "#!/bin/bash",
+        f"# Written by `ablate submit --slurm` for sweep {job_name(sweep_name)[7:]}; submit it again to resume.",
+        f"#SBATCH --job-name={job_name(sweep_name)}",
+        f"#SBATCH --nodes={o.nodes}",
+        "#SBATCH --ntasks-per-node=1",
+        f"#SBATCH --cpus-per-task={o.cpus_per_task}",
+    ]
+    if o.gpus_per_node:
+        head.append(f"#SBATCH --gpus-per-node={o.gpus_per_node}")
+    if o.time is not None:
+        head.append(f"#SBATCH --time={o.time.strip()}")
+    if o.partition:
+        head.append(f"#SBATCH --partition={o.partition}")
+    if o.account:
+        head.append(f"#SBATCH --account={o.account}")
+    head += [
+        f"#SBATCH {output}",  # stderr joins stdout in the same file
+        "#SBATCH --open-mode=append",  # a requeued job (same id) appends to its log instead of wiping it
+        "#SBATCH --requeue",
+    ]
+    if o.grace:
+        head.append(f"#SBATCH --signal=B:USR1@{o.grace}")
+    head += [f"#SBATCH {arg}" for arg in o.sbatch_args]
+
+    srun_gpus = f"--gpus-per-node={o.gpus_per_node}" if o.gpus_per_node else ""
+    settings = [
+        "",
+        "set -euo pipefail",
+        "",
+        "# ---- settings (written by ablate submit; every value is one shell-quoted word)",
+        f"SUBMIT_DIR={q(workdir)}",
+        f"PYTHON={q(python)}",
+        f"VENV_BIN={q(os.path.dirname(python))}",
+        f"NODE_CPUS={o.cpus_per_task}",
+        f"NODE_GPUS={o.gpus_per_node}",
+        f"SRUN_GPUS=({srun_gpus})",
+        f"GRACE={o.grace}",
+        f"MAX_REQUEUES={o.max_requeues}",
+        f"RAY_WAIT_S={RAY_WAIT_S}",
+    ]
+    run_line = ('"$PYTHON" -m ablate.cli run '
+                + " ".join(q(w) for w in ablate_run_words(sweep_path, storage, sets, max_concurrent))
+                + ' --address "$RAY_HEAD" &')
+    body = _BODY.replace("@ABLATE_RUN@", run_line)
+    return "\n".join(head + settings) + "\n" + body
+
+
+# The static part of the script: only shell variables from the settings block, no Python formatting.
+_BODY = r"""
+cd "$SUBMIT_DIR"
+export PATH="$VENV_BIN:$PATH" PYTHONUNBUFFERED=1  # the environment ablate submit ran in
+RAY=("$PYTHON" -m ray.scripts.scripts)  # Ray's CLI of this very interpreter
+log() { echo "[ablate $(date '+%F %T')] $*"; }
+
+# ---- 1. one Ray runtime per node: the head where this script runs, workers on the other nodes
+mapfile -t NODES < <(scontrol show hostnames "$SLURM_JOB_NODELIST")
+HEAD_NODE=${SLURMD_NODENAME:-${NODES[0]}}
+WORKERS=$(( ${#NODES[@]} - 1 ))
+PORT=$(( 20000 + SLURM_JOB_ID % 10000 ))  # per job, so two jobs sharing a node do not collide
+if (( WORKERS > 0 )); then
+  WORKER0=$(printf '%s\n' "${NODES[@]}" | grep -vxF "$HEAD_NODE" | head -n 1)
+  HEAD_IP=$("$PYTHON" -m ablate.cluster.slurm route-ip "$WORKER0")  # the head as the workers reach it
+else
+  HEAD_IP=127.0.0.1
+fi
+RAY_HEAD="$HEAD_IP:$PORT"
+# Ray's files per job: /tmp/ray/ray_current_cluster would make any later ray.init() on these nodes
+# (another user's, another job's) attach to this cluster, or fail once it is gone
+RAY_TMP="/tmp/ray-$SLURM_JOB_ID"
+RAY_PIDS=()
+DRIVER=""
+STOPPED=""  # why the job was told to stop, if it was
+REQUEUE=0
+
+stop_sweep() {  # a signal arrived: SIGTERM to `ablate run`, which stops Tune and keeps finished trials
+  STOPPED=$1
+  log "$1: stopping the sweep; finished trials are kept"
+  if [[ -n "$DRIVER" ]]; then kill -TERM "$DRIVER" 2>/dev/null || true; fi
+}
+trap 'REQUEUE=1; stop_sweep "time limit in ${GRACE}s"' USR1
+trap 'stop_sweep "SIGTERM (preempted or cancelled)"' TERM
+
+stop_ray() {  # ablate run has written everything by now: end the Ray steps at once
+  (( ${#RAY_PIDS[@]} )) || return 0
+  log "stopping Ray on ${#NODES[@]} node(s) (srun then reports the Ray steps as cancelled: expected)"
+  kill -TERM "${RAY_PIDS[@]}" 2>/dev/null || true  # srun ends its step, on every node of it
+  wait "${RAY_PIDS[@]}" 2>/dev/null || true
+  RAY_PIDS=()
+}
+trap stop_ray EXIT
+
+ray_nodes() {  # alive nodes of our Ray cluster (the "Active:" block of `ray status`)
+  "${RAY[@]}" status --address="$RAY_HEAD" 2>/dev/null | sed -n '/^Active:/,/^Pending:/p' | grep -c 'node_' || true
+}
+
+wait_nodes() {  # wait_nodes N: until N nodes are up (1 = the head: required; more: best effort)
+  local deadline=$(( SECONDS + RAY_WAIT_S ))
+  until (( $(ray_nodes) >= $1 )); do
+    for pid in "${RAY_PIDS[@]}"; do
+      kill -0 "$pid" 2>/dev/null || { log "a Ray step exited early (its output is above)"; return 1; }
+    done
+    if (( SECONDS >= deadline )); then
+      log "only $(ray_nodes) of $1 Ray nodes up after ${RAY_WAIT_S}s"
+      return 1
+    fi
+    sleep 2
+  done
+}
+
+log "job $SLURM_JOB_ID: Ray head on $HEAD_NODE at $RAY_HEAD, $WORKERS worker node(s), restart ${SLURM_RESTART_COUNT:-0}"
+srun --nodes=1 --ntasks=1 --cpus-per-task="$NODE_CPUS" "${SRUN_GPUS[@]}" --nodelist="$HEAD_NODE" \
+  "${RAY[@]}" start --head --block --node-ip-address="$HEAD_IP" --port="$PORT" --include-dashboard=false \
+  --num-cpus="$NODE_CPUS" --num-gpus="$NODE_GPUS" --temp-dir="$RAY_TMP" --disable-usage-stats &
+RAY_PIDS+=($!)
+wait_nodes 1 || { log "the Ray head did not start"; exit 1; }
+if (( WORKERS > 0 )); then
+  srun --nodes="$WORKERS" --ntasks="$WORKERS" --ntasks-per-node=1 --cpus-per-task="$NODE_CPUS" "${SRUN_GPUS[@]}" \
+    --exclude="$HEAD_NODE" \
+    "${RAY[@]}" start --block --address="$RAY_HEAD" --num-cpus="$NODE_CPUS" --num-gpus="$NODE_GPUS" \
+    --temp-dir="$RAY_TMP" --disable-usage-stats &
+  RAY_PIDS+=($!)
+  wait_nodes $(( WORKERS + 1 )) || log "going on with the nodes that are up; Tune uses late nodes as they join"
+fi
+
+# ---- 2. the sweep (finished trials are skipped: a resubmitted or requeued job resumes)
+RC=130
+if [[ -z "$STOPPED" ]]; then
+  log "running ablate run against $RAY_HEAD"
+  @ABLATE_RUN@
+  DRIVER=$!
+  while :; do
+    RC=0
+    wait "$DRIVER" || RC=$?
+    kill -0 "$DRIVER" 2>/dev/null || break  # a trapped signal ended `wait` early: wait again
+  done
+  log "ablate run exited with code $RC"
+fi
+trap - USR1 TERM
+
+# ---- 3. stop Ray; requeue when the time limit (not a cancel) stopped the sweep
+stop_ray
+if (( REQUEUE )); then
+  if (( ${SLURM_RESTART_COUNT:-0} < MAX_REQUEUES )); then
+    log "requeueing job $SLURM_JOB_ID (restart $(( ${SLURM_RESTART_COUNT:-0} + 1 )) of $MAX_REQUEUES); it resumes the sweep"
+    scontrol requeue "$SLURM_JOB_ID"
+  else
+    log "time limit reached: submit the same command again to resume (finished trials are skipped)"
+  fi
+fi
+exit "$RC"
+"""

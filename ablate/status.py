@@ -1,0 +1,68 @@
+"""``ablate status``: which trials of a sweep are done, failed, diverged or missing, and why."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ablate.expand import expand
+from ablate.results import read_results
+
+
+@dataclass(frozen=True)
+class TrialStatus:
+    trial_id: str
+    axes: dict[str, Any]
+    state: str  # done | diverged | failed | running/interrupted | missing
+    epoch: int | None
+    error: str | None
+
+
+def trial_states(sweep: Any, results: Path) -> list[TrialStatus]:
+    """One entry per expanded trial (search sweeps: per trial found in the results)."""
+    df = read_results(results) if results.exists() else pd.DataFrame()
+    last: dict[str, dict] = {}
+    if not df.empty:
+        for tid, rows in df.groupby("trial_id", sort=False):
+            last[tid] = rows.sort_values("epoch", na_position="last").iloc[-1].to_dict()
+    out = []
+    trials = [] if getattr(sweep, "search", None) else expand(sweep)
+    known = {t.trial_id for t in trials}
+    for t in trials:
+        out.append(_state(t.trial_id, t.axes, last.get(t.trial_id)))
+    for tid, row in last.items():  # search trials, or trials of an older version of the sweep
+        if tid not in known:
+            out.append(_state(tid, {"search": row.get("search")}, row))
+    return out
+
+
+def _state(trial_id: str, axes: dict[str, Any], row: dict | None) -> TrialStatus:
+    if row is None:
+        return TrialStatus(trial_id, axes, "missing", None, None)
+    epoch = None if pd.isna(row.get("epoch")) else int(row["epoch"])
+    status = row.get("status")
+    if status == "failed":
+        return TrialStatus(trial_id, axes, "failed", epoch, row.get("error"))
+    if status == "diverged":
+        return TrialStatus(trial_id, axes, "diverged", epoch, row.get("error"))
+    return TrialStatus(trial_id, axes, "done" if row.get("is_final") else "interrupted", epoch, None)
+
+
+def render_status(states: list[TrialStatus], results: Path) -> str:
+    counts: dict[str, int] = {}
+    for s in states:
+        counts[s.state] = counts.get(s.state, 0) + 1
+    order = ["done", "diverged", "failed", "interrupted", "missing"]
+    head = f"{results}: {len(states)} trials: " + ", ".join(f"{counts.get(k, 0)} {k}" for k in order)
+    lines = [head]
+    for s in states:
+        if s.state == "done":
+            continue
+        axes = " ".join(f"{k}={v}" for k, v in s.axes.items())
+        epoch = f" (epoch {s.epoch})" if s.epoch is not None else ""
+        lines.append(f"  {s.state:<11} {s.trial_id}  {axes}{epoch}")
+        if s.error:
+            lines.append(f"              error: {s.error}")
+    return "\n".join(lines)

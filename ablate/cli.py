@@ -188,6 +188,13 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+@command
+def cmd_submit(args: argparse.Namespace) -> int:
+    from ablate.cluster.slurm import cmd_submit as submit
+
+    return submit(args)
+
+
 # ---------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -254,6 +261,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="output file (default: results/<sweep>/_report.html)")
     p.add_argument("--no-paper", action="store_true", help="leave the paper's numbers out")
     p.add_argument("--storage", default=None, help="results location the sweep was run with")
+
+    from ablate.cluster.slurm import add_submit_parser
+
+    add_submit_parser(sub)
     return parser
 
 

@@ -76,27 +76,27 @@ class NoPredictorConfig(PredictorConfig):
 @dataclass(frozen=True)
 class LinearPredictorConfig(PredictorConfig):
     name: Literal["linear"] = "linear"
-    bias: bool = field(default=False, metadata=doc("linear/plugin: bias term in W_p"))
-    symmetric: bool = field(default=False, metadata=doc("linear: W_p <- (W_p + W_p^T)/2 after each step (Table 3)"))
+    bias: bool = field(default=False, metadata=doc("bias term (linear default false; mlp default true)"))
+    symmetric: bool = field(default=False, metadata=doc("linear: W_p <- (W_p + W_p^T)/2 after each step; mlp: symmetric square weights (Table 3)"))
 
 
 @dataclass(frozen=True)
 class MLPPredictorConfig(PredictorConfig):
     name: Literal["mlp"] = "mlp"
-    hidden_dim: int = field(default=512, metadata=doc("mlp: hidden width (paper: 512; BYOL ImageNet: 4096)", min=1))
-    bn_affine: bool = field(default=False, metadata=doc("mlp: affine BatchNorm in the hidden layer"))
-    symmetric: bool = field(default=False, metadata=doc("mlp: symmetrise both square weights after each step (Table 3)"))
-    bias: bool = field(default=True, metadata=doc("mlp: bias in the two linear layers"))
+    hidden_dim: int = field(default=512, metadata=doc("hidden width (paper: 512; BYOL ImageNet: 4096)", min=1))
+    bn_affine: bool = field(default=False, metadata=doc("affine BatchNorm in the hidden layer"))
+    symmetric: bool = field(default=False, metadata=doc("symmetric variant (Table 3)"))
+    bias: bool = field(default=True, metadata=doc("bias in the two linear layers"))
 
 
 @dataclass(frozen=True)
 class DirectPredConfig(PredictorConfig):
     name: Literal["directpred"] = "directpred"
-    rho: float = field(default=0.3, metadata=doc("directpred/plugin: EMA rate of F_hat, F <- rho F + (1-rho) E[ff^T]", min=0, max=1))
-    eps: float = field(default=0.1, metadata=doc("directpred: eps in p_j = sqrt(s_j / s_max) + eps (Eq. 18, code form); Table 7 uses eps_inside with eps = -c"))
-    freq: int = field(default=1, metadata=doc("directpred/plugin: set W_p every freq steps; SGD moves it in between", min=1))
-    eps_inside: bool = field(default=False, metadata=doc("directpred: p_j = sqrt(max(s_j/s_max + eps, 1e-4)) (Table 7 variant)"))
-    mode: Literal["eigen", "copy"] = field(default="eigen", metadata=doc("directpred: eigen (Eq. 18) or copy (DirectCopy: W_p = F + eps I)"))
+    rho: float = field(default=0.3, metadata=doc("EMA rate of F_hat: F <- rho F + (1-rho) E[f f^T]", min=0, max=1))
+    eps: float = field(default=0.1, metadata=doc("eps in p_j = sqrt(s_j / s_max) + eps (Eq. 18, code form); Table 7 uses eps_inside with eps = -c"))
+    freq: int = field(default=1, metadata=doc("set W_p every freq steps; SGD moves it in between", min=1))
+    eps_inside: bool = field(default=False, metadata=doc("p_j = sqrt(max(s_j/s_max + eps, 1e-4)) (Table 7 variant)"))
+    mode: Literal["eigen", "copy"] = field(default="eigen", metadata=doc("eigen (Eq. 18) or copy (DirectCopy: W_p = F/||F|| + eps I)"))
 
     def check(self) -> tuple[str, str] | None:
         if self.eps < 0 and not self.eps_inside:
@@ -109,9 +109,9 @@ class PluginPredictorConfig(PredictorConfig):
     """Table 1: the optimal linear predictor solved from EMA statistics and plugged in every freq steps."""
 
     name: Literal["plugin"] = "plugin"
-    rho: float = field(default=0.3, metadata=doc("plugin: EMA rate of the statistics F and the cross-correlation", min=0, max=1))
-    freq: int = field(default=1, metadata=doc("plugin: solve and plug W_p every freq steps", min=1))
-    ridge: float = field(default=1e-4, metadata=doc("plugin: ridge added to F (relative to its trace / d) before solving", min=0))
+    rho: float = field(default=0.3, metadata=doc("EMA rate of the statistics F and the cross-correlation", min=0, max=1))
+    freq: int = field(default=1, metadata=doc("solve and plug W_p every freq steps", min=1))
+    ridge: float = field(default=1e-4, metadata=doc("ridge added to F (relative to its trace / d) before solving", min=0))
 
 
 PredictorConfig.variants.update({
@@ -174,6 +174,19 @@ class EvalConfig:
 
 
 @dataclass(frozen=True)
+class SaveConfig:
+    """What a trial leaves behind besides its rows: the online trunk's weights, for export.
+
+    Written to ``<results>/_weights/<trial_id>/trunk_final.pt`` (and ``trunk_epoch{N}.pt``) as the
+    plain state dict of :func:`models.trunks.export_state_dict`. Where and how often weights are
+    saved does not change what a trial computes, so these keys are not part of the trial_id."""
+
+    weights: Literal["none", "final", "every"] = field(default="final", metadata=doc(
+        "trunk weights to keep: none, final (after the last epoch), every (every save.every epochs and the final)"))
+    every: int = field(default=0, metadata=doc("with weights: every, save every N epochs; 0 = eval.every", min=0))
+
+
+@dataclass(frozen=True)
 class TrialConfig:
     """One pretraining trial (the thing every sweep runs)."""
 
@@ -186,6 +199,7 @@ class TrialConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    save: SaveConfig = field(default_factory=SaveConfig)
     seed: int = field(default=0, metadata=doc("random seed (a sweep's seeds axis sets it)", min=0))
 
 
@@ -194,19 +208,24 @@ def load_trial_config(data: Mapping[str, Any] | None = None, src: Source | None 
     return build(TrialConfig, data or {}, src)
 
 
-# Leaves that say where or how fast a trial runs, not what it computes: two machines with the data
-# in different folders must agree on a trial's id, or a resumed sweep would run everything again.
-MACHINE_KEYS = ("data.root", "data.workers", "train.device", "train.threads", "train.gpu_memory_fraction")
+# Leaves that say where, how fast or what else to keep, not what a trial computes: two machines with
+# the data in different folders, or two runs that keep weights differently, must agree on a trial's
+# id, or a resumed sweep would run everything again.
+UNHASHED_KEYS = ("data.root", "data.workers", "train.device", "train.threads", "train.gpu_memory_fraction",
+                 "save.weights", "save.every")
 
 
 def config_hash(cfg: Any) -> str:
     """Stable 12-hex id of a resolved config (the trial_id): same config, same id, on any machine.
 
-    The machine-specific leaves in :data:`MACHINE_KEYS` are left out of the hash."""
+    The leaves in :data:`UNHASHED_KEYS` are left out of the hash, and so is a section that only
+    held such leaves (``save``): adding such a section does not change any existing trial_id."""
     tree = to_dict(cfg)
-    for key in MACHINE_KEYS:
+    for key in UNHASHED_KEYS:
         section, _, leaf = key.partition(".")
         if isinstance(tree.get(section), dict):
             tree[section].pop(leaf, None)
+            if not tree[section]:
+                del tree[section]
     blob = json.dumps(tree, sort_keys=True, separators=(",", ":"))
     return hashlib.sha1(blob.encode()).hexdigest()[:12]

@@ -278,11 +278,20 @@ def field_docs(cls: type, prefix: str = "") -> list[tuple[str, str, str]]:
         key = f"{prefix}.{f.name}" if prefix else f.name
         tp = hints[f.name]
         if dataclasses.is_dataclass(tp):
-            rows += field_docs(tp, key)
-            for name, variant in (getattr(tp, "variants", None) or {}).items():
-                if variant is not tp:
-                    rows += [(k, d, f"({name}) {m}") for k, d, m in field_docs(variant, key)
-                             if k not in {r[0] for r in rows}]
+            variants = getattr(tp, "variants", None)
+            if not variants:
+                rows += field_docs(tp, key)
+                continue
+            owners: dict[str, list[str]] = {}  # a variant key -> the variants that accept it
+            # keys of the base class itself (``name``) are documented from the base
+            first: dict[str, tuple[str, str, str]] = {r[0]: r for r in field_docs(tp, key)}
+            for name, variant in variants.items():
+                for row in field_docs(variant, key):
+                    owners.setdefault(row[0], []).append(name)
+                    first.setdefault(row[0], row)
+            for k, (_, d, m) in first.items():
+                only = "" if len(owners[k]) == len(variants) else f"({', '.join(owners[k])}) "
+                rows.append((k, d, only + m))
             continue
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         rows.append((key, json.dumps(to_dict(default)), f.metadata.get("doc", "")))

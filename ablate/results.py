@@ -57,6 +57,7 @@ SSL_METRICS: list[tuple[str, pa.DataType, str]] = [
     ("lr", pa.float64(), "trunk learning rate at the end of the epoch (derived)"),
     ("total_steps", pa.int64(), "steps the whole trial will take (derived)"),
     ("images_per_s", pa.float64(), "pretraining throughput of the epoch"),
+    ("resumed_from_epoch", pa.int64(), "epoch of the checkpoint this trial last resumed from (null: never resumed)"),
     ("eig_align", pa.float64(), "mean over F's eigenvectors u_j of cos(W_p u_j, u_j) (Fig. 2); linear-type predictors"),
     ("commutator", pa.float64(), "||F W_p - W_p F||_F / (||F||_F ||W_p||_F) (Theorem 3)"),
     ("f_eigs", pa.list_(pa.float64()), "eigenvalues of F_hat (descending)"),

@@ -1,12 +1,19 @@
-"""``ablate run``: an expanded sweep -> Ray Tune -> one Parquet dataset. The only module that imports Ray.
+"""``ablate run``: an expanded sweep -> Ray Tune -> one Parquet dataset.
 
+Ray is imported here, in :mod:`ablate.checkpoints` and in :mod:`ablate.distributed` only (lazily).
 Ray Tune is the scheduler (local Ray started in-process, or ``--address`` of an existing cluster);
 the results of record are our Parquet files, written by the driver from the rows each trial reports
 (one writer, so no two processes ever touch a file). Resume is ours too: trials whose final row is
-in the results are skipped, everything else runs again; Ray's own experiment state is not needed.
+in the results are skipped, everything else runs again, and a trial with a checkpoint (from a retry
+in this run or from an earlier, interrupted run) continues from it (:mod:`ablate.checkpoints`).
+
+Storage (``--storage`` / the sweep's ``storage:``) is a path or a pyarrow filesystem URI; results,
+Ray's trial folders, checkpoints and weights all live under ``<storage>/<sweep>/``. On a cluster of
+several nodes it must be visible from every node (:func:`ablate.store.storage_problem`).
 """
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import math
@@ -16,7 +23,7 @@ import sys
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Callable, Sequence
 
 from ablate.configtree import merge, to_dict
 from ablate.errors import UserError
@@ -25,7 +32,7 @@ from ablate.kinds import KINDS, build_config, run_callable
 from ablate.progress import ProgressView
 from ablate.results import schema_for
 from ablate.rows import failed_row, trial_columns
-from ablate.store import ResultsStore
+from ablate.store import NODE_LOCAL_HINT, FINISHED, Location, ResultsStore, log_dir, storage_problem
 
 os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")  # relative data paths resolve like on the CLI
 os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")  # Ctrl-C is ours: stop, keep results, exit
@@ -33,33 +40,40 @@ os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")  # diverged rows carry no metric
 
 ROW_KEY = "row_json"
+log = logging.getLogger(__name__)
 
 
 @dataclass
 class RunSummary:
-    results_dir: Path
+    results_dir: Path | str
     total: int
     skipped: int
     ran: int
     failed: dict[str, str] = field(default_factory=dict)  # trial_id -> error
     interrupted: bool = False
-    backup: Path | None = None
+    backup: Path | str | None = None
 
     @property
     def exit_code(self) -> int:
         return 130 if self.interrupted else (1 if self.failed else 0)
 
 
-def save_sweep(sweep: Any, root: Path) -> None:
+def save_sweep(sweep: Any, store: ResultsStore) -> None:
     """Keep the sweep file as run (and its --set overrides) beside the results, so ``status`` and
     ``table`` on the results folder rebuild exactly the same trials."""
-    (root / "_sweep.yaml").write_text(sweep.text)
-    (root / "_overrides.json").write_text(json.dumps(sweep.overrides, sort_keys=True))
+    store.write_text("_sweep.yaml", sweep.text)
+    store.write_text("_overrides.json", json.dumps(sweep.overrides, sort_keys=True))
 
 
-def results_dir(sweep: Any, storage: str | None = None) -> Path:
+def results_location(sweep: Any, storage: str | None = None) -> Location:
+    """``<storage>/<sweep name>``: ``--storage``, else the sweep's ``storage:``, else ``results/``."""
     root = storage or getattr(sweep, "storage", None) or "results"
-    return Path(root) / sweep.name
+    return Location.parse(root) / sweep.name
+
+
+def results_dir(sweep: Any, storage: str | None = None) -> Path | str:
+    """The results folder as a Path (local storage) or a URI string (remote storage)."""
+    return results_location(sweep, storage).display()
 
 
 # ---------------------------------------------------------------- worker side
@@ -75,25 +89,80 @@ def resolve(params: dict[str, Any]) -> tuple[Any, Any, str, dict[str, Any]]:
     return kind, cfg, params["search"], {"sweep": params["sweep"], "search": params["search"]}
 
 
-def trainable(params: dict[str, Any]) -> None:
-    """What every Tune trial runs: the kind's run function with a report that forwards full rows."""
-    from ray import tune
+def trial_key(params: dict[str, Any]) -> str:
+    """OUR trial_id of a Tune trial's parameters: Tune's trial folders are named by it, so a later
+    run of the same sweep finds the checkpoints of the same trial."""
+    from ablate.config import config_hash
 
-    params = params["trial"]
+    return config_hash(resolve(params)[1])
+
+
+def row_reporter(params: dict[str, Any], send: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, Any]], None]:
+    """``report(row)`` for a trial: the full row (identity, config, provenance, metrics) as JSON
+    plus the metrics Tune and its searcher look at (NaN where missing), handed to ``send``
+    (``tune.report`` / ``ray.train.report``)."""
     kind, cfg, _, extra = resolve(params)
     base = {**trial_columns(cfg, kind.name, "unknown"), **extra}
-    metric = params["metric"]
 
     def report(row: dict[str, Any]) -> None:
         row = {**base, **row, **extra}
-        value = row.get(metric)
-        tune.report({ROW_KEY: json.dumps(row, default=_jsonable), metric: value if _finite(value) else math.nan,
-                     "is_final": bool(row.get("is_final"))})
+        values = {m: row.get(m) if _finite(row.get(m)) else math.nan for m in tune_metrics(params)}
+        send({ROW_KEY: json.dumps(row, default=_jsonable), **values, "is_final": bool(row.get("is_final"))})
 
+    return report
+
+
+def failed_report(params: dict[str, Any], error: str) -> dict[str, Any]:
+    """The Tune result that records a trial as failed with ``error``."""
+    kind, cfg, _, extra = resolve(params)
+    return {ROW_KEY: json.dumps(failed_row(cfg, kind.name, error) | extra, default=_jsonable),
+            **{m: math.nan for m in tune_metrics(params)}, "is_final": True}
+
+
+def tune_metrics(params: dict[str, Any]) -> list[str]:
+    """The metrics every Tune result carries: the sweep's metric and a search's (Optuna reads its
+    metric from every result, heartbeats included)."""
+    return list(params["metrics"])
+
+
+def trial_call(params: dict[str, Any], report: Callable, checkpointer: Any = None, artifacts: Any = None) -> None:
+    """Run the trial's kind with ``report``, and the checkpointer / artifact store where its run
+    function takes them (the theory kind does not: it has nothing worth checkpointing)."""
+    kind, cfg, _, _ = resolve(params)
+    fn = run_callable(kind)
+    accepted = inspect.signature(fn).parameters
+    kwargs = {k: v for k, v in (("checkpointer", checkpointer), ("artifacts", artifacts)) if k in accepted}
+    fn(cfg, report, **kwargs)
+
+
+def trainable(params: dict[str, Any]) -> None:
+    """What every Tune trial runs: the kind's run function with a report that forwards full rows,
+    a checkpointer on Tune's checkpoints, and the trial's weights folder; or, for
+    ``resources.workers > 1``, a Ray Train data-parallel job of it (:mod:`ablate.distributed`)."""
+    from ray import tune
+
+    from ablate.checkpoints import TuneCheckpointer, checkpoint_roots, heartbeat
+    from ablate.store import ArtifactStore, weights_location
+
+    params = params["trial"]
+    run = {**params["run"], "trial_id": trial_key(params)}
+    params = {**params, "run": run}
+    if run["workers"] > 1:
+        from ablate.distributed import run_data_parallel
+
+        run_data_parallel(params)
+        return
+    results = Location.parse(run["results"])
+    checkpointer = None
+    if run["every"]:
+        checkpointer = TuneCheckpointer(run["every"], run["trial_id"],
+                                        checkpoint_roots(results, params["sweep"], run["trial_id"]),
+                                        heartbeat(tune_metrics(params)))
     try:
-        run_callable(kind)(cfg, report)
+        trial_call(params, row_reporter(params, tune.report), checkpointer,
+                   ArtifactStore(weights_location(results, run["trial_id"])))
     except Exception as e:
-        report(failed_row(cfg, kind.name, _error_text(e)) | extra)
+        tune.report(failed_report(params, _error_text(e)))
         raise
 
 
@@ -118,11 +187,20 @@ def _callback_class():
     from ray.tune import Callback
 
     class Recorder(Callback):
-        """Writes every reported row to the results store and drives the progress view."""
+        """Writes every reported row to the results store and drives the progress view.
 
-        def __init__(self, store: ResultsStore, view: ProgressView, summary: RunSummary) -> None:
-            self.store, self.view, self.summary = store, view, summary
+        Results without a row (checkpoint heartbeats) are ignored. A failed row is replaced by the
+        rows of a successful retry, and the trial then no longer counts as failed."""
+
+        def __init__(self, store: ResultsStore, view: ProgressView, summary: RunSummary, sweep_name: str) -> None:
+            self.store, self.view, self.summary, self.sweep_name = store, view, summary, sweep_name
             self.ids: dict[str, str] = {}  # Ray trial id -> our trial_id
+            self.final: dict[str, str] = {}  # our trial_id -> status of its final row
+
+        def __getstate__(self) -> dict:
+            # Tune pickles its callbacks into tuner.pkl (for Tuner.restore, which ablate never uses);
+            # the store, the view and its stream (a terminal, pytest's capture) need not go along.
+            return {}
 
         def on_trial_start(self, iteration, trials, trial, **info):  # noqa: ANN001 - Ray's signature
             self.view.start(self._id(trial))
@@ -131,16 +209,22 @@ def _callback_class():
             if ROW_KEY not in result:
                 return
             row = json.loads(result[ROW_KEY])
-            self.ids[trial.trial_id] = row["trial_id"]
+            tid = self.ids[trial.trial_id] = row["trial_id"]
             self.store.add(row)
             if row.get("status") == "failed":
-                self.summary.failed[row["trial_id"]] = row.get("error") or "failed"
+                self.summary.failed[tid] = row.get("error") or "failed"
+            else:
+                self.summary.failed.pop(tid, None)  # a retry got further
+            if row.get("is_final"):
+                self.final[tid] = row.get("status") or "ok"
             self.view.result(row)
 
         def on_trial_complete(self, iteration, trials, trial, **info):  # noqa: ANN001
             tid = self._id(trial)
             if self.view.status.get(tid) is None:
                 self.view.finish(tid, "ok")
+            if self.final.get(tid) in FINISHED:
+                self._drop_checkpoints(tid)
 
         def on_trial_error(self, iteration, trials, trial, **info):  # noqa: ANN001
             tid = self._id(trial)
@@ -151,12 +235,18 @@ def _callback_class():
                 self.summary.failed[tid] = error
             self.view.finish(tid, "failed")
 
+        def _drop_checkpoints(self, tid: str) -> None:
+            """A finished trial needs no checkpoints (its final weights are in ``_weights/``)."""
+            from ablate.checkpoints import checkpoint_roots, delete_checkpoints
+
+            try:
+                delete_checkpoints(checkpoint_roots(self.store.loc, self.sweep_name, tid))
+            except OSError as e:  # never fail a sweep over housekeeping
+                log.warning("could not delete the checkpoints of finished trial %s: %s", tid, e)
+
         def _id(self, trial) -> str:  # noqa: ANN001
             if trial.trial_id not in self.ids:
-                _, cfg, _, _ = resolve(trial.config["trial"])
-                from ablate.config import config_hash
-
-                self.ids[trial.trial_id] = config_hash(cfg)
+                self.ids[trial.trial_id] = trial_key(trial.config["trial"])
             return self.ids[trial.trial_id]
 
     return Recorder
@@ -174,7 +264,8 @@ def _last_error_line(trial) -> str:  # noqa: ANN001 - a Ray Trial
 
 
 def _init_ray(address: str | None, log_dir: Path) -> bool:
-    """Start a local Ray (or attach to ``address``); Ray's chatter goes to ``_logs/ray.log``."""
+    """Start a local Ray (or attach to ``address``); Ray's chatter goes to ``_logs/ray.log``.
+    Returns whether this call connected (and so should shut down again)."""
     import ray
 
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -188,46 +279,120 @@ def _init_ray(address: str | None, log_dir: Path) -> bool:
     env = {k: os.environ[k] for k in ("RAY_CHDIR_TO_TRIAL_DIR", "PYTHONPATH") if k in os.environ}
     kwargs: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False, configure_logging=False,
                                   runtime_env={"env_vars": env, "working_dir": None} if address else None)
-    if address:
-        kwargs["address"] = address
-    ray.init(**{k: v for k, v in kwargs.items() if v is not None})
+    # "local": a new Ray of our own, never whatever `ray start` left in /tmp/ray/ray_current_cluster
+    # (plain ray.init() would attach to that); RAY_ADDRESS in the environment still wins, as in Ray.
+    kwargs["address"] = address or "local"
+    try:
+        ray.init(**{k: v for k, v in kwargs.items() if v is not None})
+    except ConnectionError as e:
+        raise UserError(f"--address {address}: no Ray cluster answers there ({e}); start one with "
+                        "`ray start --head` or check the address (auto = the cluster this node belongs to)") from None
     return True
 
 
-def check_feasible(resources: dict[str, float]) -> None:
-    """Refuse a trial no node can hold (Ray would leave it PENDING forever)."""
+# ---------------------------------------------------------------- resources and storage checks
+def trial_resources(sweep: Any) -> dict[str, float]:
+    """What one trial needs on the cluster: ``CPU``/``GPU`` of ONE worker bundle, and ``workers``
+    bundles (1 for a single-process trial, whose bundle is the whole trial)."""
+    r = sweep.resources
+    if r.workers > 1:
+        from ablate.distributed import worker_resources
+
+        return {**worker_resources(r), "workers": r.workers}
+    return {"CPU": r.cpu, "GPU": r.gpu, "workers": 1}
+
+
+def _alive_nodes() -> list[dict[str, float]]:
     import ray
 
-    nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
-    need = {k: v for k, v in resources.items() if v}
-    if any(all(node.get(k, 0) >= v for k, v in need.items()) for node in nodes):
+    return [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+
+
+def _bundles_per_node(node: dict[str, float], need: dict[str, float]) -> int:
+    if not need:
+        return 1 << 30
+    return min(int(node.get(k, 0) // v + 1e-9) if v else 1 << 30 for k, v in need.items())
+
+
+def fitting_trials(resources: dict[str, float], nodes: list[dict[str, float]]) -> int:
+    """How many such trials the nodes hold at once (bundles are placed node by node)."""
+    workers = int(resources.get("workers", 1))
+    need = {k: v for k, v in resources.items() if k != "workers" and v}
+    return sum(_bundles_per_node(n, need) for n in nodes) // workers
+
+
+def check_feasible(resources: dict[str, float]) -> None:
+    """Refuse a trial no node (or, data-parallel, no set of nodes) can hold: Ray would leave it
+    PENDING forever."""
+    nodes = _alive_nodes()
+    if fitting_trials(resources, nodes) >= 1:
         return
+    workers = int(resources.get("workers", 1))
+    need = {k: v for k, v in resources.items() if k != "workers" and v}
     have = "; ".join(f"CPU {n.get('CPU', 0):g}, GPU {n.get('GPU', 0):g}" for n in nodes) or "no nodes"
-    raise UserError(f"resources per trial {need} fit on no node of the Ray cluster ({have}); "
-                    "lower resources.cpu / resources.gpu in the sweep file or add bigger nodes")
+    what = f"resources per trial {need}" if workers == 1 else f"{workers} data-parallel workers of {need} each"
+    raise UserError(f"{what} fit on no node of the Ray cluster ({have}); lower resources.cpu / resources.gpu"
+                    f"{' / resources.workers' if workers > 1 else ''} in the sweep file or add bigger nodes")
 
 
-def trial_resources(sweep: Any) -> dict[str, float]:
-    r = sweep.resources
-    return {"CPU": r.cpu, "GPU": r.gpu}
+def check_storage(location: Location, address: str | None, shared_ok: bool) -> None:
+    """Refuse a multi-node cluster whose storage not every node sees: trials on other nodes would
+    write their checkpoints where no retry (and no later run) finds them."""
+    nodes = len(_alive_nodes())
+    if nodes <= 1 or shared_ok:
+        return
+    problem = storage_problem(location)
+    if problem:
+        raise UserError(f"the Ray cluster{f' at {address}' if address else ''} has {nodes} nodes but storage "
+                        f"{location} is not shared ({problem}); {NODE_LOCAL_HINT}, or pass --shared-storage-ok "
+                        "if every node mounts this path")
 
 
+def check_data_parallel(sweep: Any, trials: list[Trial]) -> None:
+    """Every trial's global batch must split into ``resources.workers`` equal shards."""
+    workers = sweep.resources.workers
+    if workers <= 1:
+        return
+    from ablate.distributed import check_batch
+
+    configs = [t.config for t in trials] or [build_config(sweep.kind, sweep.search_base, None)]
+    for cfg in configs:
+        problem = check_batch(getattr(getattr(cfg, "train", None), "batch_size", workers), workers)
+        if problem:
+            raise UserError(f"{sweep.path}: resources.workers: {problem}")
+
+
+# ---------------------------------------------------------------- the run
 def run_sweep(sweep: Any, *, address: str | None = None, max_concurrent: int | None = None,
-              restart: bool = False, storage: str | None = None, stream: IO[str] | None = None) -> RunSummary:
-    """Run every trial of ``sweep`` that is not finished yet; return what happened."""
+              restart: bool = False, storage: str | None = None, stream: IO[str] | None = None,
+              shared_storage_ok: bool = False, log: Sequence[str] | str | None = None,
+              tracking_uri: str | None = None) -> RunSummary:
+    """Run every trial of ``sweep`` that is not finished yet; return what happened.
+
+    ``storage``: a path or pyarrow URI (else the sweep's ``storage:``, else ``results``).
+    ``shared_storage_ok``: trust that storage is shared on a multi-node cluster (see :func:`check_storage`).
+    ``log``: experiment trackers (``--log``; default the sweep's ``logging:``), see :mod:`ablate.trackers`;
+    ``tracking_uri``: MLflow's tracking URI."""
     from ray import tune
 
     stream = stream or sys.stdout
     kind = KINDS[sweep.kind]
-    store = ResultsStore(results_dir(sweep, storage), schema_for(kind.config_cls, kind.metrics))
-    backup = store.move_aside() if restart else None
-    store.lock.acquire()
+    store = ResultsStore(results_location(sweep, storage), schema_for(kind.config_cls, kind.metrics))
+    lock = store.lock
+    lock.acquire()  # before --restart moves anything: never move a running sweep's folder
+    backup = None
+    if restart:
+        lock.release()
+        backup = store.move_aside()
+        lock = store.lock
+        lock.acquire()
     started_ray = False
     summary = RunSummary(store.root, 0, 0, 0, backup=backup)
     try:
-        save_sweep(sweep, store.root)
+        save_sweep(sweep, store)
         search = getattr(sweep, "search", None)
         trials: list[Trial] = [] if search else expand(sweep)
+        check_data_parallel(sweep, trials)
         done = store.finished_ids()
         todo = [t for t in trials if t.trial_id not in done]
         if search:
@@ -242,13 +407,25 @@ def run_sweep(sweep: Any, *, address: str | None = None, max_concurrent: int | N
             print(f"all {summary.total} trials of {sweep.name} are already in {store.root}; nothing to run "
                   "(--restart starts over)", file=stream)
             return summary
-        started_ray = _init_ray(address, store.root / "_logs")
-        check_feasible(trial_resources(sweep))
+        trackers = _trackers(sweep, store, log, tracking_uri, stream)  # a missing package fails before Ray starts
+        started_ray = _init_ray(address, log_dir(store.loc, sweep.name))
+        need = trial_resources(sweep)
+        check_feasible(need)
+        check_storage(store.loc, address, shared_storage_ok)
         view = ProgressView(total=summary.total, metric=sweep.metric.name, mode=sweep.metric.mode,
                             skipped=summary.skipped, stream=stream)
         view.status.update({tid: "ok" for tid in done})
-        common = {"kind": sweep.kind, "sweep": sweep.name, "metric": sweep.metric.name}
-        tune_cfg: dict[str, Any] = {"max_concurrent_trials": max_concurrent or sweep.max_concurrent or None}
+        r, ck = sweep.resources, sweep.checkpoint
+        run = {"results": str(store.loc), "every": ck.every, "keep": ck.keep, "max_failures": sweep.max_failures,
+               "workers": r.workers, "worker_resources": {k: v for k, v in need.items() if k != "workers"},
+               "train_storage": str(store.loc / "_ray" / "_train")}
+        metrics = sorted({sweep.metric.name, *([search.metric] if search else [])})
+        common = {"kind": sweep.kind, "sweep": sweep.name, "metrics": metrics, "run": run}
+        concurrent = max_concurrent or sweep.max_concurrent or None
+        if r.workers > 1:  # data-parallel drivers hold no CPU: cap them at what the workers fit into
+            fits = max(1, fitting_trials(need, _alive_nodes()))
+            concurrent = min(concurrent or fits, fits)
+        tune_cfg: dict[str, Any] = {"max_concurrent_trials": concurrent}
         if search:
             from ray.tune.search.optuna import OptunaSearch
 
@@ -260,14 +437,21 @@ def run_sweep(sweep: Any, *, address: str | None = None, max_concurrent: int | N
         else:
             params = {"trial": tune.grid_search([{**common, "search": t.search, "config": to_dict(t.config)}
                                                  for t in todo])}
-        recorder = _callback_class()(store, view, summary)
+        recorder = _callback_class()(store, view, summary, sweep.name)
+        if r.workers > 1:
+            from ablate.distributed import DRIVER_RESOURCES
+
+            fn = tune.with_resources(trainable, DRIVER_RESOURCES)
+        else:
+            fn = tune.with_resources(trainable, {"cpu": r.cpu, "gpu": r.gpu})
         tuner = tune.Tuner(
-            tune.with_resources(trainable, {"cpu": sweep.resources.cpu, "gpu": sweep.resources.gpu}),
-            param_space=params,
-            tune_config=tune.TuneConfig(**tune_cfg, trial_dirname_creator=lambda t: t.trial_id),
-            run_config=tune.RunConfig(name=sweep.name, storage_path=str((store.root / "_ray").resolve()),
-                                      verbose=0, callbacks=[recorder], log_to_file=True,
-                                      failure_config=tune.FailureConfig(max_failures=sweep.max_failures)),
+            fn, param_space=params,
+            tune_config=tune.TuneConfig(**tune_cfg, trial_dirname_creator=lambda t: trial_key(t.config["trial"])),
+            run_config=tune.RunConfig(
+                name=sweep.name, storage_path=(store.loc / "_ray").ray_storage(), verbose=0,
+                callbacks=[recorder, *trackers], log_to_file=True,
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=ck.keep),
+                failure_config=tune.FailureConfig(max_failures=sweep.max_failures)),
         )
         previous = signal.signal(signal.SIGTERM, _raise_interrupt)  # SLURM preemption = Ctrl-C
         try:
@@ -280,11 +464,24 @@ def run_sweep(sweep: Any, *, address: str | None = None, max_concurrent: int | N
         summary.ran = len(view.status) - len(done)
         return summary
     finally:
-        store.lock.release()
+        lock.release()
         if started_ray:
             import ray
 
             ray.shutdown()
+
+
+def _trackers(sweep: Any, store: ResultsStore, log: Sequence[str] | str | None, tracking_uri: str | None,
+              stream: IO[str]) -> list[Any]:
+    """Ray Tune logger callbacks of the sweep's ``logging:`` (or ``log``), writing under the results
+    folder (a local folder beside Ray's logs when the results are on a remote URI)."""
+    names = log if log is not None else getattr(sweep, "logging", ())
+    if not names:
+        return []
+    from ablate.trackers import tracker_callbacks
+
+    local = store.loc.local if store.loc.local is not None else log_dir(store.loc, sweep.name).parent
+    return tracker_callbacks(names, sweep, local, tracking_uri, stream=stream)
 
 
 def _raise_interrupt(signum, frame) -> None:  # noqa: ANN001

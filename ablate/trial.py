@@ -9,12 +9,17 @@ Per step (reference code order, paper Sec. 2):
   6. EMA update of the target.
 Every ``eval.every`` epochs and after the last, the online network is evaluated and one row is
 reported. A non-finite loss ends the trial with status ``diverged`` and the rows so far.
+
+The same loop runs data-parallel when a ``torch.distributed`` process group of several ranks is
+initialised (Ray Train, ``resources.workers``): each rank trains on its shard of every global batch
+and only rank 0 evaluates and reports (:mod:`ablate.distributed`). Every ``checkpoint.every``
+epochs the whole state goes to a :class:`Checkpointer`; a restarted trial continues from it.
 """
 from __future__ import annotations
 
 import contextlib
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Mapping, Protocol
 
 import torch
@@ -22,6 +27,7 @@ import torch
 from ablate.augment import build_augment, eval_transform
 from ablate.config import TrialConfig, load_trial_config
 from ablate.data import load_splits
+from ablate.distributed import DataParallel, augment_shard, check_batch, convert_sync_bn, shard_batches, wrap_ddp
 from ablate.evaluate import evaluate
 from ablate.optim import build_optimizer, lr_factor, param_groups, set_lr
 from ablate.provenance import device_name
@@ -37,6 +43,12 @@ class Checkpointer(Protocol):
     def load(self) -> dict[str, Any] | None: ...
 
     def save(self, state: dict[str, Any], epoch: int) -> None: ...
+
+
+class Artifacts(Protocol):
+    """Where a trial's files other than rows go (the trunk weights for export)."""
+
+    def save(self, name: str, obj: Any) -> str: ...
 
 
 class Diverged(Exception):
@@ -74,6 +86,9 @@ class Loop:
     steps_per_epoch: int
     total_steps: int
     step: int = 0
+    dp: DataParallel | None = None  # this rank of a data-parallel trial; None = one process
+    model: torch.nn.Module | None = None  # what the step calls: the pair, or DDP around it
+    cache: dict = field(default_factory=dict)  # per-trial loaders of sharded batches
 
     def state(self, epoch: int, rows: list[dict]) -> dict[str, Any]:
         return {"epoch": epoch, "step": self.step, "rows": rows, "pair": self.pair.state_dict(),
@@ -100,13 +115,19 @@ def build_loop(cfg: TrialConfig) -> Loop:
         torch.backends.cudnn.benchmark = True
         if cfg.train.gpu_memory_fraction:  # packed trials cannot starve each other
             torch.cuda.set_per_process_memory_fraction(cfg.train.gpu_memory_fraction, device)
-    torch.manual_seed(cfg.seed)
+    dp = DataParallel.current()
+    problem = check_batch(cfg.train.batch_size, dp.world) if dp else None
+    if problem:
+        raise ValueError(problem)
+    torch.manual_seed(cfg.seed)  # the same on every rank: identical initial weights everywhere
     splits = load_splits(cfg.data, device)
     size = cfg.data.image_size or splits.native_size
     recipe = splits.recipe if cfg.data.augment == "auto" else cfg.data.augment
     pair = BYOLPair(cfg, splits.channels).to(device)
     if cfg.train.channels_last:
         pair = pair.to(memory_format=torch.channels_last)
+    if dp and cfg.model.sync_bn:
+        pair = convert_sync_bn(pair, device)
     optimizer = build_optimizer(param_groups(pair.online, pair.predictor, cfg.optim), cfg.optim, device)
     steps = len(splits.pretrain) // cfg.train.batch_size
     if steps == 0:
@@ -117,9 +138,10 @@ def build_loop(cfg: TrialConfig) -> Loop:
     loop = Loop(cfg, device, pair, optimizer, splits, build_augment(recipe, size, splits.channels),
                 eval_transform(recipe, size, splits.channels),
                 torch.Generator().manual_seed(cfg.seed), torch.Generator(device=device).manual_seed(cfg.seed + 1),
-                steps, steps * cfg.train.epochs)
+                steps, steps * cfg.train.epochs, dp=dp)
     if cfg.train.compile:
         loop.pair.online = torch.compile(loop.pair.online)
+    loop.model = wrap_ddp(loop.pair, device) if dp else loop.pair
     return loop
 
 
@@ -128,23 +150,28 @@ def train_epoch(loop: Loop) -> tuple[float, float]:
 
     The loss is accumulated on the device and read once at the end of the epoch: no host sync
     per step on CUDA. Divergence is checked from that accumulated value (NaN propagates)."""
-    cfg, pair, opt = loop.cfg, loop.pair, loop.optimizer
+    cfg, pair, opt, dp = loop.cfg, loop.pair, loop.optimizer, loop.dp
     pair.train()
     total = torch.zeros((), device=loop.device)
     autocast = autocast_for(cfg, loop.device)
     start, n = time.perf_counter(), 0
-    batches = loop.splits.pretrain.batches(cfg.train.batch_size, shuffle=True, generator=loop.shuffle_gen,
-                                           drop_last=True)
+    if dp:  # this rank's shard of every global batch, augmented with its rows of the global draw
+        batches = shard_batches(loop.splits.pretrain, cfg.train.batch_size, loop.shuffle_gen, dp, loop.cache)
+        augment = lambda x, view: augment_shard(loop.augment, x, loop.aug_gen, view, dp)  # noqa: E731
+    else:
+        batches = loop.splits.pretrain.batches(cfg.train.batch_size, shuffle=True, generator=loop.shuffle_gen,
+                                               drop_last=True)
+        augment = lambda x, view: loop.augment(x, loop.aug_gen, view=view)  # noqa: E731
     for i, (x, _) in enumerate(batches):
         if i >= loop.steps_per_epoch:
             break
         set_lr(opt, lr_factor(cfg.optim, loop.step, loop.steps_per_epoch, loop.total_steps))
-        x1 = loop.augment(x, loop.aug_gen, view=0)
-        x2 = loop.augment(x, loop.aug_gen, view=1)
+        x1 = augment(x, 0)
+        x2 = augment(x, 1)
         if cfg.train.channels_last:
             x1, x2 = x1.contiguous(memory_format=torch.channels_last), x2.contiguous(memory_format=torch.channels_last)
         with autocast:
-            loss, seen = pair(x1, x2)
+            loss, seen = loop.model(x1, x2)
         pair.predictor.observe(**seen)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -154,8 +181,11 @@ def train_epoch(loop: Loop) -> tuple[float, float]:
         pair.update_target()
         total += loss.detach()
         n += x.shape[0]
-        if loop.device.type == "cpu" and not torch.isfinite(loss):  # free on CPU: stop at once
+        # free on CPU: stop at once (not data-parallel: every rank must stop at the same step)
+        if dp is None and loop.device.type == "cpu" and not torch.isfinite(loss):
             raise Diverged(f"non-finite loss at step {loop.step}")
+    if dp:  # the global batch's mean loss (equal shards), the same number on every rank
+        total, n = dp.mean(total), n * dp.world
     mean = float(total) / max(1, min(loop.steps_per_epoch, i + 1))
     if not torch.isfinite(torch.tensor(mean)):
         raise Diverged(f"non-finite loss in epoch ending at step {loop.step}")
@@ -163,28 +193,39 @@ def train_epoch(loop: Loop) -> tuple[float, float]:
 
 
 def run_trial(config: TrialConfig | Mapping[str, Any], report: Report,
-              checkpointer: Checkpointer | None = None) -> list[dict[str, Any]]:
+              checkpointer: Checkpointer | None = None, artifacts: Artifacts | None = None) -> list[dict[str, Any]]:
     """Run one pretraining trial; call ``report(row)`` after every evaluated epoch.
 
     ``config`` is a TrialConfig or a sparse mapping of it. Returns all rows. A non-finite loss
     ends the trial with a final row of status ``diverged``; any other error propagates (the sweep
-    runner turns it into a ``failed`` row)."""
+    runner turns it into a ``failed`` row).
+
+    ``checkpointer``: where the state goes every ``checkpointer.every`` epochs (never after the
+    last) and comes back from: a trial that finds a checkpoint continues after its epoch, with its
+    rows, weights, optimizer and RNG streams, and marks later rows with ``resumed_from_epoch``.
+    ``artifacts``: where the online trunk's weights go per ``save.weights`` / ``save.every``.
+    In a data-parallel trial only rank 0 evaluates (other ranks report rows without metrics,
+    which the caller drops) and writes artifacts."""
     cfg = config if isinstance(config, TrialConfig) else load_trial_config(config)
     t0 = time.perf_counter()
     loop = build_loop(cfg)
+    main = loop.dp is None or loop.dp.is_main
     base = trial_columns(cfg, "ssl", device_name(loop.device))
     rows: list[dict[str, Any]] = []
-    start_epoch = 1
+    start_epoch, resumed = 1, None
     state = checkpointer.load() if checkpointer else None
     if state is not None:
         loop.restore(state)
-        rows, start_epoch = list(state["rows"]), state["epoch"] + 1
+        rows, start_epoch, resumed = list(state["rows"]), state["epoch"] + 1, state["epoch"]
         t0 -= rows[-1]["wall_s"] if rows else 0.0
+        for row in rows:  # again: the run that saved them may have died before they were recorded
+            report(row)
     autocast = autocast_for(cfg, loop.device)
+    save_every = cfg.save.every or cfg.eval.every
 
     def emit(row: dict[str, Any]) -> None:
         row = {**base, "epoch": epoch, "step": loop.step, "wall_s": time.perf_counter() - t0,
-               "total_steps": loop.total_steps, **row}
+               "total_steps": loop.total_steps, "resumed_from_epoch": resumed, **row}
         rows.append(row)
         report(row)
 
@@ -197,9 +238,26 @@ def run_trial(config: TrialConfig | Mapping[str, Any], report: Report,
         last = epoch == cfg.train.epochs
         if epoch % cfg.eval.every == 0 or last:
             metrics = evaluate(loop.pair, loop.splits, loop.transform, cfg.eval, cfg.train.batch_size,
-                               cfg.seed, autocast)
+                               cfg.seed, autocast) if main else {}
             lr = loop.optimizer.param_groups[0]["lr"]
             emit({"loss": loss, "images_per_s": ips, "lr": lr, "is_final": last, **metrics})
+        if artifacts is not None and main:
+            save_weights(loop, artifacts, epoch, last, save_every)
         if checkpointer and checkpointer.every and (epoch % checkpointer.every == 0) and not last:
             checkpointer.save(loop.state(epoch, rows), epoch)
     return rows
+
+
+def save_weights(loop: Loop, artifacts: Artifacts, epoch: int, last: bool, every: int) -> None:
+    """The online trunk's plain state dict (:func:`models.trunks.export_state_dict`):
+    ``trunk_final.pt`` after the last epoch, and ``trunk_epoch{N}.pt`` every ``every`` epochs
+    with ``save.weights: every``."""
+    from models.trunks import export_state_dict
+
+    mode = loop.cfg.save.weights
+    if mode == "none":
+        return
+    if mode == "every" and epoch % every == 0:
+        artifacts.save(f"trunk_epoch{epoch}.pt", export_state_dict(loop.pair.online.trunk))
+    if last:
+        artifacts.save("trunk_final.pt", export_state_dict(loop.pair.online.trunk))

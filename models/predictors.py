@@ -228,8 +228,9 @@ class MLPPredictor(Predictor):
 
 class PluggedLinearPredictor(Predictor):
     """A bias-free Linear(d, d) whose weight is overwritten by :meth:`target_weight` (computed from
-    EMA statistics of the projections) every ``freq`` optimizer steps: on steps with
-    ``step % freq == 0``, after the optimizer step and before the target's EMA update. The
+    EMA statistics of the projections) every ``freq`` optimizer steps: on the 1-based steps
+    1, 1 + freq, 1 + 2 freq, ... (the reference code's ``niter % freq == 0`` on its 0-based
+    counter, so the first step already plugs in), after the optimizer step and before the target's EMA update. The
     predictor's optimizer keeps stepping, so SGD moves W_p between plug-ins (``freq`` > 1), as in
     the reference code. F_hat (``corr``) is the EMA of E[f f^T] over both views' online
     projections f (detached, not centred, fp32; first step = batch value)."""
@@ -252,7 +253,7 @@ class PluggedLinearPredictor(Predictor):
 
     @torch.no_grad()
     def after_optimizer_step(self, step: int) -> None:
-        if step % self.freq == 0:
+        if (step - 1) % self.freq == 0:
             self.linear.weight.copy_(self.target_weight())
 
     def linear_weight(self) -> Tensor:

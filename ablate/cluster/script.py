@@ -1,4 +1,4 @@
-"""The sbatch script of ``ablate submit --slurm``: options, their validation, and the rendered script.
+"""The sbatch script of ``ablate submit --slurm`` (options: :mod:`ablate.cluster.options`).
 
 The script follows Ray's SLURM guide: one ``srun`` step per role starts one Ray runtime per node
 (``ray start --head --block`` on the node the batch script runs on, ``ray start --address --block``
@@ -13,8 +13,8 @@ itself. A plain SIGTERM means preemption or ``scancel``: it is forwarded too but
 (SLURM requeues a preempted ``--requeue`` job by itself; a cancelled job must stay cancelled).
 
 Quoting: every value that comes from the user or the sweep file is a single ``shlex.quote``-d word
-in the shell part; ``#SBATCH`` values (read by sbatch, not by the shell) are restricted to safe
-characters instead, so no value can start a new line or a command.
+in the shell part; ``#SBATCH`` values (read by sbatch, not by the shell) are validated to safe
+characters by :class:`SlurmOptions`, the log folder is double-quoted for sbatch where it needs it.
 """
 from __future__ import annotations
 
@@ -22,94 +22,12 @@ import os
 import re
 import shlex
 import sys
-from dataclasses import dataclass
 from typing import Iterable, Optional
 
+from ablate.cluster.options import SlurmOptions, check_count
 from ablate.errors import UserError
 
-SAFE_SBATCH_VALUE = re.compile(r"[A-Za-z0-9_.,:+@=/-]+")  # partition lists, accounts, qos, ...
-SBATCH_ARG = re.compile(r"--[A-Za-z][A-Za-z0-9-]*(=[A-Za-z0-9_.,:+@=/%&|*!-]+)?")
-TIME_FORMATS = ("MINUTES", "MINUTES:SECONDS", "HOURS:MINUTES:SECONDS", "DAYS-HOURS",
-                "DAYS-HOURS:MINUTES", "DAYS-HOURS:MINUTES:SECONDS")
-MAX_SIGNAL_S = 65535  # sbatch --signal's largest time
 RAY_WAIT_S = 300  # how long the script waits for the Ray head (and then the workers) to come up
-
-
-def parse_time(value: str) -> Optional[int]:
-    """SLURM's ``--time`` (``MM``, ``MM:SS``, ``HH:MM:SS``, ``D-HH``, ``D-HH:MM``, ``D-HH:MM:SS``,
-    ``UNLIMITED``) -> seconds, or None for unlimited. Raises UserError on anything else."""
-    text = value.strip()
-    if text.upper() in ("UNLIMITED", "INFINITE"):
-        return None
-    hint = f"--time {value!r}: expected one of {', '.join(TIME_FORMATS)} (e.g. 24:00:00 or 1-12:00:00)"
-    m = re.fullmatch(r"(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?", text)
-    if not m:
-        raise UserError(hint)
-    days, a, b, c = m.groups()
-    fields = [int(x) for x in (a, b, c) if x is not None]
-    if days is not None:  # D-HH[:MM[:SS]]
-        h, mi, s = (fields + [0, 0])[:3]
-        total = int(days) * 86400 + h * 3600 + mi * 60 + s
-        sub_fields = fields[1:]
-    elif len(fields) == 3:  # HH:MM:SS
-        h, mi, s = fields
-        total, sub_fields = h * 3600 + mi * 60 + s, fields[1:]
-    elif len(fields) == 2:  # MM:SS
-        total, sub_fields = fields[0] * 60 + fields[1], fields[1:]
-    else:  # MM
-        total, sub_fields = fields[0] * 60, []
-    if any(f >= 60 for f in sub_fields) or (days is not None and fields[0] >= 24):
-        raise UserError(f"{hint}; minutes and seconds after a ':' are below 60, hours after a '-' below 24")
-    if total <= 0:
-        raise UserError(f"--time {value!r}: must be longer than 0")
-    return total
-
-
-def _positive(name: str, value: int, minimum: int = 1) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise UserError(f"{name} {value!r}: expected a whole number >= {minimum}")
-
-
-def _sbatch_value(name: str, value: Optional[str]) -> None:
-    if value is not None and not SAFE_SBATCH_VALUE.fullmatch(value):
-        raise UserError(f"{name} {value!r}: only letters, digits and _ . , : + @ = / - are allowed in an #SBATCH value")
-
-
-@dataclass(frozen=True)
-class SlurmOptions:
-    """What ``ablate submit --slurm`` asks SLURM for; validated on construction (UserError)."""
-
-    nodes: int = 1
-    cpus_per_task: int = 1  # = CPUs of each node's Ray runtime (one task per node)
-    gpus_per_node: int = 0
-    time: Optional[str] = None  # SLURM time limit; None = the partition's default
-    partition: Optional[str] = None
-    account: Optional[str] = None
-    grace: int = 120  # seconds before --time at which the sweep is stopped (0 = no early signal)
-    max_requeues: int = 0  # requeue the job itself this many times when --time runs out
-    sbatch_args: tuple[str, ...] = ()  # extra #SBATCH options, e.g. --qos=high, --exclusive
-
-    def __post_init__(self) -> None:
-        _positive("--nodes", self.nodes)
-        _positive("--cpus-per-task", self.cpus_per_task)
-        _positive("--gpus-per-node", self.gpus_per_node, 0)
-        _positive("--max-requeues", self.max_requeues, 0)
-        _positive("--grace", self.grace, 0)
-        if self.grace > MAX_SIGNAL_S:
-            raise UserError(f"--grace {self.grace}: SLURM signals at most {MAX_SIGNAL_S} s before the time limit")
-        if self.time is not None:
-            seconds = parse_time(self.time)
-            if seconds is not None and self.grace and seconds <= self.grace:
-                raise UserError(f"--time {self.time} is not longer than --grace {self.grace} s (the sweep is stopped "
-                                "that long before the limit); give a longer --time or a smaller --grace")
-        _sbatch_value("--partition", self.partition)
-        _sbatch_value("--account", self.account)
-        for arg in self.sbatch_args:
-            if not SBATCH_ARG.fullmatch(arg):
-                raise UserError(f"--sbatch-arg {arg!r}: expected one long sbatch option such as --qos=high or "
-                                "--exclusive (no spaces or quotes)")
-        if self.max_requeues and not self.grace:
-            raise UserError("--max-requeues needs --grace > 0: the job requeues itself on the early signal")
 
 
 def job_name(sweep_name: str) -> str:
@@ -153,7 +71,7 @@ def render_sbatch(options: SlurmOptions, sweep_path: str, sweep_name: str, stora
     job runs in; ``workdir`` (default: the current directory) is where it runs."""
     o = options
     if max_concurrent is not None:
-        _positive("--max-concurrent", max_concurrent)
+        check_count("--max-concurrent", max_concurrent)
     python = os.path.abspath(python or sys.executable)  # not realpath: a venv's python is a symlink
     workdir = os.path.abspath(workdir or os.getcwd())
     output = _sbatch_output(slurm_dir(storage, sweep_name))
@@ -210,6 +128,7 @@ def render_sbatch(options: SlurmOptions, sweep_path: str, sweep_name: str, stora
 _BODY = r"""
 cd "$SUBMIT_DIR"
 export PATH="$VENV_BIN:$PATH" PYTHONUNBUFFERED=1  # the environment ablate submit ran in
+unset RAY_ADDRESS  # sbatch copies the submitting shell's environment; this job's Ray is its own
 RAY=("$PYTHON" -m ray.scripts.scripts)  # Ray's CLI of this very interpreter
 log() { echo "[ablate $(date '+%F %T')] $*"; }
 
@@ -228,6 +147,11 @@ RAY_HEAD="$HEAD_IP:$PORT"
 # Ray's files per job: /tmp/ray/ray_current_cluster would make any later ray.init() on these nodes
 # (another user's, another job's) attach to this cluster, or fail once it is gone
 RAY_TMP="/tmp/ray-$SLURM_JOB_ID"
+# Ray's token authentication with a fresh token per job, handed to every node by srun's environment
+# (not via ~/.ray/auth_token, which a node may or may not share): nobody else can drive this cluster
+export RAY_AUTH_MODE=token
+RAY_AUTH_TOKEN=$("$PYTHON" -c 'import secrets; print(secrets.token_hex(32))')
+export RAY_AUTH_TOKEN
 RAY_PIDS=()
 DRIVER=""
 STOPPED=""  # why the job was told to stop, if it was
@@ -251,7 +175,10 @@ stop_ray() {  # ablate run has written everything by now: end the Ray steps at o
 trap stop_ray EXIT
 
 ray_nodes() {  # alive nodes of our Ray cluster (the "Active:" block of `ray status`)
-  "${RAY[@]}" status --address="$RAY_HEAD" 2>/dev/null | sed -n '/^Active:/,/^Pending:/p' | grep -c 'node_' || true
+  local n
+  n=$(timeout 60 "${RAY[@]}" status --address="$RAY_HEAD" 2>/dev/null | sed -n '/^Active:/,/^Pending:/p' \
+      | grep -c 'node_' || true)
+  echo "${n:-0}"
 }
 
 wait_nodes() {  # wait_nodes N: until N nodes are up (1 = the head: required; more: best effort)

@@ -20,7 +20,8 @@ import sys
 from pathlib import Path
 from typing import Iterable, Optional
 
-from ablate.cluster.script import SlurmOptions, job_name, render_sbatch, slurm_dir
+from ablate.cluster.options import SlurmOptions
+from ablate.cluster.script import job_name, render_sbatch, slurm_dir
 from ablate.cluster.storage import check_shared_storage
 from ablate.errors import UserError
 

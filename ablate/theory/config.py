@@ -73,6 +73,8 @@ class DynamicsConfig:
     dt: float = field(default=0.05, metadata=doc("integration step size (time units of the flow)", gt=0))
     steps: int = field(default=2000, metadata=doc("number of steps; the horizon is T = steps * dt", min=1))
     report_every: int = field(default=100, metadata=doc("report a row every N steps (plus step 0 and the last step)", min=1))
+    report_spacing: Literal["linear", "log"] = field(default="linear", metadata=doc(
+        "linear: every report_every steps; log: as many rows, log-spaced in steps (dense early, for fast transients)"))
     collapse_tol: float = field(default=1e-6, metadata=doc(
         "a mode of F is collapsed when its eigenvalue is below this; the trial when all are", gt=0))
 
@@ -106,6 +108,14 @@ class DynamicsConfig:
         return None
 
     # ---- derived quantities (never written back into the config)
+    def report_steps(self) -> set[int]:
+        """The steps that get a row (always 0 and the last)."""
+        if self.report_spacing == "log":
+            n = self.steps // self.report_every + 1
+            steps = np.unique(np.round(np.geomspace(1, self.steps, n)).astype(int))
+            return {0, self.steps, *map(int, steps)}
+        return {0, self.steps, *range(self.report_every, self.steps + 1, self.report_every)}
+
     def x_diag(self) -> np.ndarray:
         """Diagonal of X in the data basis, shape (n1,)."""
         return np.asarray(self.x_eigs, float) if self.x_eigs else np.full(self.n1, self.x_scale)

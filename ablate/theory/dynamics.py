@@ -29,11 +29,14 @@ from ablate.theory.metrics import THEORY_METRICS, balance, measure
 __all__ = ["THEORY_METRICS", "Flow", "run_linear_dynamics"]
 
 Report = Callable[[dict[str, Any]], None]
+BLOW_UP = 1e100  # a weight this large has diverged (and F = W X W^T would overflow float64)
 
 
 def directpred_wp(W: np.ndarray, x: np.ndarray, eps: float, norm: str) -> np.ndarray:
     """DirectPred's predictor from F = W X W^T (Eq. 18): W_p = U diag(p) U^T, shape (n2, n2)."""
     F = (W * x) @ W.T  # (n2, n2)
+    if not np.isfinite(F).all():  # blown up inside a step: NaN makes the run end as 'diverged', not crash
+        return np.full_like(F, np.nan)
     s, U = np.linalg.eigh(F)
     s = np.clip(s, 0.0, None)  # F is PSD; eigh may return -1e-17
     s_max = float(s.max(initial=0.0))
@@ -133,7 +136,8 @@ class Flow:
 
 def run_linear_dynamics(cfg: DynamicsConfig, report: Report) -> None:
     """Integrate the flow for ``cfg.steps`` steps of ``cfg.dt``; report a row at step 0, every
-    ``report_every`` steps and at the last step (``is_final``). A non-finite state ends the trial with
+    ``report_every`` steps (or log-spaced, ``report_spacing: log``) and at the last step (``is_final``). A state
+    that blows up (non-finite or an entry above ``BLOW_UP``) ends the trial with
     one ``diverged`` row. Rows hold epoch (report index), step, is_final, status, error, wall_s and the
     :data:`THEORY_METRICS` columns; the runner adds the identity, config and provenance columns.
     """
@@ -150,14 +154,16 @@ def run_linear_dynamics(cfg: DynamicsConfig, report: Report) -> None:
                 "wall_s": time.perf_counter() - t0, **measure(cfg, W, Wp, Wa, B0, step * cfg.dt)})
         index += 1
 
+    when = cfg.report_steps()
     emit(0, y, False)
     with np.errstate(all="ignore"):  # overflow is detected below and reported as 'diverged'
         for k in range(1, cfg.steps + 1):
             y = flow.step(y, cfg.dt)
-            if not np.isfinite(y).all():
+            if not np.abs(y).max() < BLOW_UP:  # also catches NaN and inf
                 report({"epoch": index, "step": k, "is_final": True, "status": "diverged",
-                        "error": f"non-finite state at step {k} (t = {k * cfg.dt:g}); lower dt",
+                        "error": f"state blew up at step {k} (t = {k * cfg.dt:g}; |entry| > {BLOW_UP:g} or not finite); "
+                                 "lower dt",
                         "wall_s": time.perf_counter() - t0, "t": k * cfg.dt})
                 return
-            if k % cfg.report_every == 0 or k == cfg.steps:
+            if k in when:
                 emit(k, y, k == cfg.steps)

@@ -3,7 +3,8 @@
 Notation of the paper (Sec. 3-4): F = W X W^T = U diag(s) U^T (descending s_j); p_j = u_j^T W_p u_j
 is the predictor's eigenvalue on F's mode j once the two are aligned; the balance of Theorem 1 is
 B = W W^T - W_p^T W_p / alpha_p, which the flow keeps equal to e^{-2 eta t} B(0) whenever W_p is trained
-with stop-gradient (predictor linear; symmetric only while aligned).
+with stop-gradient, for any target (EMA or SimSiam) and any X, X' (predictor linear; symmetric only
+while W_p and F are aligned).
 """
 from __future__ import annotations
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -53,6 +54,15 @@ SUBMIT = textwrap.dedent("""\
         print(f"ablate: error: {e}", file=sys.stderr)
         sys.exit(e.exit_code)
     """)
+
+
+@pytest.fixture
+def ray_tmp_cleanup():
+    """Remove the Ray temp dirs (/tmp/ray-<job>) of the jobs a test ran; the script leaves them for debugging."""
+    jobs: list[str] = []
+    yield jobs
+    for job in jobs:
+        shutil.rmtree(f"/tmp/ray-{job}", ignore_errors=True)
 
 
 def write_sweep(tmp_path: Path, name: str, epochs: int = 1, steps: int = 2) -> Path:
@@ -110,12 +120,13 @@ def assert_completed(cluster, tmp_path: Path, name: str, job: str) -> dict[str, 
     return info
 
 
-def test_submit_runs_sweep_then_resubmit_resumes(slurm_cluster, tmp_path):
+def test_submit_runs_sweep_then_resubmit_resumes(slurm_cluster, tmp_path, ray_tmp_cleanup):
     name = "slurm_e2e"
     sweep = write_sweep(tmp_path, name)
     results = tmp_path / "results" / name
 
     job = submit(slurm_cluster, tmp_path, sweep)
+    ray_tmp_cleanup.append(job)
     assert_completed(slurm_cluster, tmp_path, name, job)
     log = job_log(tmp_path, name, job)
     assert (results / "_slurm" / f"{job}.sbatch").is_file()
@@ -123,12 +134,12 @@ def test_submit_runs_sweep_then_resubmit_resumes(slurm_cluster, tmp_path):
     final = df[df["is_final"]]
     assert set(final["trial_id"]) == expected_trial_ids(sweep), log
     assert (final["status"] == "ok").all(), final[["trial_id", "status", "error"]]
-    assert "2 trials run" in log, log
     assert "stopping Ray" in log, log
     assert not ray_processes_of(job), "Ray outlived its job"
     before = parquet_digest(results)
 
     job2 = submit(slurm_cluster, tmp_path, sweep)
+    ray_tmp_cleanup.append(job2)
     assert job2 != job
     assert_completed(slurm_cluster, tmp_path, name, job2)
     log2 = job_log(tmp_path, name, job2)
@@ -136,13 +147,15 @@ def test_submit_runs_sweep_then_resubmit_resumes(slurm_cluster, tmp_path):
     assert parquet_digest(results) == before  # the resumed job rewrote nothing
 
 
-def test_time_limit_warning_stops_and_requeues(slurm_cluster, tmp_path):
+@pytest.mark.slow  # ~4 min: SLURM holds a requeued job back for about two minutes before it restarts
+def test_time_limit_warning_stops_and_requeues(slurm_cluster, tmp_path, ray_tmp_cleanup):
     """USR1 to the batch shell (what --signal=B:USR1@grace sends before --time runs out) stops
     ablate run, keeps what finished, requeues the job, and the requeued run finishes the sweep."""
     name = "slurm_requeue"
     sweep = write_sweep(tmp_path, name, epochs=8)  # ~20 s per trial on 2 cores: time to signal the second
     results = tmp_path / "results" / name
     job = submit(slurm_cluster, tmp_path, sweep, "--max-requeues", "1", "--max-concurrent", "1")
+    ray_tmp_cleanup.append(job)
 
     deadline = time.monotonic() + 300
     while "trials 1/2" not in job_log(tmp_path, name, job):  # the first trial is done, the second running
@@ -166,5 +179,5 @@ def test_time_limit_warning_stops_and_requeues(slurm_cluster, tmp_path):
     assert "ablate run exited with code 130" in first, log  # SIGTERM reached ablate run, which stopped
     final = pd.read_parquet(results).query("is_final")
     assert set(final["trial_id"]) == expected_trial_ids(sweep), log
-    assert "1 trials run, 1 already done" in second, log  # the requeued run resumed
+    assert re.search(r"\b1 trials? run, 1 already done", second), log  # the requeued run resumed
     assert "ablate run exited with code 0" in second, log

@@ -86,25 +86,28 @@ def test_f_hat_is_the_uncentred_batch_value_first_then_an_ema():
     assert p.corr.dtype == torch.float32
 
 
-def test_directpred_sets_w_p_only_on_steps_divisible_by_freq():
+def test_directpred_sets_w_p_on_the_reference_codes_schedule():
+    """freq 3: plug-ins on steps 1, 4, 7 (reference: 0-based niter % freq == 0); SGD in between."""
     p = predictor(dim=4, name="directpred", freq=3, eps=0.1)
     z = torch.randn(8, 4, generator=torch.Generator().manual_seed(0))
     p.observe(z[:4], z[4:], z[:4], z[4:])
     target = directpred_weight(p.corr, 0.1)
     w = p.linear_weight()
-    for step in (1, 2):
+    p.after_optimizer_step(1)
+    assert torch.allclose(w, target, atol=1e-6)  # the first step already plugs in
+    for step in (2, 3):
         sgd = w.detach().clone() + 0.01 * step  # stands in for an SGD move between plug-ins
         with torch.no_grad():
             w.copy_(sgd)
         p.after_optimizer_step(step)
         assert torch.equal(w, sgd), step  # kept
-    p.after_optimizer_step(3)
+    p.after_optimizer_step(4)
     assert torch.allclose(w, target, atol=1e-6)
     with torch.no_grad():
         w.add_(1.0)
-    p.after_optimizer_step(4)
-    assert not torch.allclose(w, target)
     p.after_optimizer_step(6)
+    assert not torch.allclose(w, target)
+    p.after_optimizer_step(7)
     assert torch.allclose(w, target, atol=1e-6)
 
 
@@ -211,3 +214,18 @@ def test_spectra_of_an_aligned_w_p_and_of_a_random_one():
     assert aligned["wp_eigs"] == pytest.approx(want_p, abs=1e-4)
     rand = spectra(f, torch.randn(8, 8, generator=torch.Generator().manual_seed(8)))
     assert rand["eig_align"] < 0.5 and rand["commutator"] > 0.1
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_directpred_on_cuda_under_bf16_autocast_keeps_f_hat_and_w_p_in_fp32():
+    p = predictor(dim=16, name="directpred").cuda()
+    z = torch.randn(64, 16, device="cuda")
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        zb = torch.nn.functional.linear(z, torch.eye(16, device="cuda"))  # a bf16 projection, as in training
+        assert zb.dtype == torch.bfloat16
+        p.observe(zb[:32], zb[32:], zb[:32], zb[32:])
+        p.after_optimizer_step(1)
+    assert p.corr.dtype == torch.float32 and p.linear_weight().dtype == torch.float32
+    want = directpred_weight(p.corr.cpu(), 0.1)
+    assert torch.allclose(p.linear_weight().cpu(), want, atol=1e-4)

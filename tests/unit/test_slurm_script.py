@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from ablate.cluster.script import SlurmOptions, parse_time, render_sbatch
+from ablate.cluster.options import SlurmOptions, parse_time
+from ablate.cluster.script import render_sbatch
 from ablate.cluster.slurm import add_submit_parser, check_fits, cmd_submit, route_ip, submit
 from ablate.cluster.storage import Mount, check_shared_storage, local_reason, mount_of, parse_mounts
 from ablate.errors import UserError
@@ -278,8 +279,10 @@ case "$*" in
   "-m ray.scripts.scripts status"*) printf 'Node status\nActive:\n 1 node_a\n 1 node_b\n 1 node_c\nPending:\n (no pending nodes)\n' ;;
   "-m ray.scripts.scripts start"*) echo "ray-start $*" >> "$log"; exec sleep 60 ;;
   "-m ablate.cluster.slurm route-ip"*) echo 10.0.0.1 ;;
+  "-c "*) exec python3 "$@" ;;
   "-m ablate.cli run"*)
     echo "run $*" >> "$log"
+    echo "auth $RAY_AUTH_MODE ${#RAY_AUTH_TOKEN}" >> "$log"
     [[ "${STUB_RUN:-}" == exit* ]] && exit "${STUB_RUN#exit}"
     trap 'echo "run got TERM" >> "$log"; exit 130' TERM
     : > "$STUB_DIR/running"
@@ -347,6 +350,7 @@ def test_script_passes_the_exit_code_of_ablate_run_and_stops_ray(tmp_path, stub_
     log = calls(tmp_path)
     assert "ray-start -m ray.scripts.scripts start --head --block --node-ip-address=127.0.0.1 --port=20077" in log
     assert "run -m ablate.cli run /s.yaml --storage" in log and "--set a=b --address 127.0.0.1:20077" in log
+    assert "auth token 64" in log  # a fresh per-job token reaches ablate run (and every Ray node) by env
     assert "stopping Ray" in out and "ablate run exited with code 3" in out
     assert "requeue" not in log
 

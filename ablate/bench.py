@@ -180,8 +180,8 @@ def parse_sections(only: Optional[str | list[str]]) -> list[str]:
     names = [s.strip() for s in (only.split(",") if isinstance(only, str) else only) if s.strip()]
     for name in names:
         if name not in SECTIONS:
-            raise UserError(f"--only {name}: unknown section{did_you_mean(name, SECTIONS) or ''}; "
-                            f"choose from {', '.join(SECTIONS)}")
+            hint = did_you_mean(name, SECTIONS)
+            raise UserError(f"--only {name}: unknown section{hint or '; choose from ' + ', '.join(SECTIONS)}")
     return [s for s in SECTIONS if s in names]
 
 

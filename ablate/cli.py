@@ -32,6 +32,7 @@ def cmd_trial(args: argparse.Namespace) -> int:
     from ablate.configtree import Source, load_yaml, merge, parse_set
     from ablate.results import SSL_METRICS, schema_for, write_trial
     from ablate.rows import failed_row
+    from ablate.store import ArtifactStore
     from ablate.trial import run_trial
 
     tree: dict = {}
@@ -55,7 +56,7 @@ def cmd_trial(args: argparse.Namespace) -> int:
     if out.suffix != ".parquet":
         raise UserError(f"--out {out}: expected a .parquet file name, e.g. --out trial.parquet")
     try:
-        run_trial(cfg, report)
+        run_trial(cfg, report, artifacts=ArtifactStore(out.parent / "_weights" / out.stem))
     except UserError:
         raise
     except Exception as e:  # the trial failed: keep its rows and record why
@@ -106,9 +107,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     sweep = load(args, validate_paths=not args.no_data)
     print(describe(sweep, [] if sweep.search else expand(sweep)))
     if args.address:
-        from ablate.runner import _init_ray, check_feasible, results_dir, trial_resources
+        from ablate.runner import _init_ray, check_feasible, results_location, trial_resources
+        from ablate.store import log_dir
 
-        _init_ray(args.address, results_dir(sweep) / "_logs")
+        _init_ray(args.address, log_dir(results_location(sweep), sweep.name))
         check_feasible(trial_resources(sweep))
         print(f"resources fit on the cluster at {args.address}")
     return 0
@@ -118,9 +120,13 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from ablate.runner import run_sweep
 
+    from ablate.trackers import parse_log, tracker_notes
+
     sweep = load(args)
+    log = parse_log(args.log) if args.log is not None else None
     summary = run_sweep(sweep, address=args.address, max_concurrent=args.max_concurrent,
-                        restart=args.restart, storage=args.storage)
+                        restart=args.restart, storage=args.storage, shared_storage_ok=args.shared_storage_ok,
+                        log=log, tracking_uri=args.tracking_uri)
     done = summary.total - len(summary.failed)
     print(f"{sweep.name}: {summary.ran} trials run, {summary.skipped} already done, "
           f"{len(summary.failed)} failed -> {summary.results_dir}")
@@ -132,6 +138,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         from ablate.tables import print_table
 
         print(print_table(summary.results_dir, sweep))
+    if isinstance(summary.results_dir, Path):
+        for line in tracker_notes(log if log is not None else sweep.logging, summary.results_dir, args.tracking_uri):
+            print(line)
     return summary.exit_code
 
 
@@ -195,11 +204,36 @@ def cmd_submit(args: argparse.Namespace) -> int:
     return submit(args)
 
 
+@command
+def cmd_bench(args: argparse.Namespace) -> int:
+    from ablate.bench import cmd_bench as bench
+
+    return bench(args)
+
+
+@command
+def cmd_export(args: argparse.Namespace) -> int:
+    from ablate.export import cmd_export as export
+
+    return export(args)
+
+
+@command
+def cmd_compare(args: argparse.Namespace) -> int:
+    from ablate.compare import cmd_compare as compare
+
+    return compare(args)
+
+
 # ---------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ablate", description="Ablation sweeps of BYOL / SimSiam / DirectPred pretraining: "
-        "run a YAML sweep with Ray Tune, collect every trial in Parquet, regenerate the paper's tables.")
+        "run a YAML sweep with Ray Tune, collect every trial in Parquet, regenerate the paper's tables.",
+        epilog="A page per command with a worked example: docs/index.md. Start with: ablate run sweeps/smoke.yaml")
+    from importlib.metadata import version
+
+    parser.add_argument("--version", action="version", version=f"ablate {version('ablate')}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("trial", help="run one pretraining trial in-process and write its rows to Parquet",
@@ -225,7 +259,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-concurrent", type=int, default=None, help="at most N trials at once")
     p.add_argument("--address", default=None, help="attach to an existing Ray cluster (auto or HOST:PORT)")
     p.add_argument("--restart", action="store_true", help="move the old results aside and start over")
-    p.add_argument("--storage", default=None, help="results location instead of results/ (path)")
+    p.add_argument("--storage", default=None,
+                   help="results location instead of results/: a path or pyarrow filesystem URI, e.g. s3://bucket/prefix")
+    p.add_argument("--shared-storage-ok", action="store_true",
+                   help="accept storage ablate does not recognise as shared on a multi-node cluster")
+    p.add_argument("--log", default=None, metavar="TRACKERS",
+                   help="experiment trackers, comma-separated: tensorboard,mlflow,wandb (overrides the sweep's logging:)")
+    p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: a SQLite store in the results)")
     p.add_argument("--no-table", action="store_true", help="do not print the table at the end")
 
     p = sub.add_parser("status", help="show done / failed / diverged / missing trials of a sweep",
@@ -238,7 +278,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Print the sweep's table (its table: block) from the final rows of every "
                        "trial: mean ± std (n seeds) per cell; partial sweeps show what they have.")
     p.add_argument("sweep", help="sweep file or results folder")
-    p.add_argument("--format", default="terminal", choices=["terminal", "markdown", "latex", "csv", "html"])
+    p.add_argument("--format", default="terminal", choices=["terminal", "markdown", "latex", "csv", "html"],
+                   help="output format (default: terminal)")
     p.add_argument("--paper", nargs="?", const=True, default=None,
                    help="add the paper's number and the difference to every cell (optionally: a reference CSV)")
     p.add_argument("--protocol", choices=["best", "final"], default=None,
@@ -257,14 +298,19 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Table, figures, the sweep file and provenance (git sha, versions, device, "
                        "wall time) in one file.")
     p.add_argument("sweep", help="sweep file or results folder")
-    p.add_argument("--format", default="html", choices=["html", "markdown"])
+    p.add_argument("--format", default="html", choices=["html", "markdown"],
+                   help="self-contained HTML (figures embedded) or Markdown with a figures folder")
     p.add_argument("--out", default=None, help="output file (default: results/<sweep>/_report.html)")
     p.add_argument("--no-paper", action="store_true", help="leave the paper's numbers out")
     p.add_argument("--storage", default=None, help="results location the sweep was run with")
 
+    from ablate.bench import add_bench_parser
     from ablate.cluster.slurm import add_submit_parser
+    from ablate.compare import add_compare_parser
+    from ablate.export import add_export_parser
 
-    add_submit_parser(sub)
+    for add in (add_submit_parser, add_bench_parser, add_export_parser, add_compare_parser):
+        add(sub)
     return parser
 
 

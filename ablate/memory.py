@@ -79,11 +79,13 @@ def _saved_activations(pair: Any, x: Any, param_keys: set[int]) -> tuple[dict[in
     return seen, count
 
 
-def estimate_trial_memory(cfg: Any, images: Optional[int] = None) -> dict[str, float]:
+def estimate_trial_memory(cfg: Any, images: Optional[int] = None, workers: int = 1) -> dict[str, float]:
     """Bytes per component of one trial's GPU memory (see the module docstring) and their sum.
 
     ``cfg`` is a :class:`ablate.config.TrialConfig`. ``images`` overrides the number of dataset
-    images held on the device (e.g. a benchmark's synthetic split). Keys: ``params``, ``grads``,
+    images held on the device (e.g. a benchmark's synthetic split). ``workers``: a data-parallel
+    trial's processes, each holding the model, the dataset and 1/workers of the batch (the
+    estimate is then per worker). Keys: ``params``, ``grads``,
     ``optimizer``, ``target``, ``buffers``, ``activations``, ``backward_transient``,
     ``autocast_cache``, ``views``, ``dataset``, ``evaluation``, ``predictor_stats``, ``total``
     (allocator), ``cuda_context``, ``with_context``, and ``activations_per_image``."""
@@ -95,7 +97,7 @@ def estimate_trial_memory(cfg: Any, images: Optional[int] = None) -> dict[str, f
     if images is not None:
         n_images = images
     size = cfg.data.image_size or side
-    b = cfg.train.batch_size
+    b = -(-cfg.train.batch_size // max(1, workers))  # this process's shard of the batch
     with torch.device("meta"):
         pair = BYOLPair(cfg, channels)
         if cfg.train.channels_last:
@@ -152,17 +154,18 @@ def _memory_key(cfg: Any) -> tuple:
 
 
 def gib(n: float) -> str:
-    return f"{n / GIB:.1f} GiB"
+    """Bytes as GiB (MiB below 1 GiB)."""
+    return f"{n / GIB:.1f} GiB" if n >= GIB else f"{n / 2 ** 20:.0f} MiB"
 
 
 def gpu_bytes() -> tuple[int, str]:
-    """(memory of the visible GPU, its name), or an 80 GB reference GPU when none is visible."""
+    """(memory of the visible GPU, how to name it), or an 80 GB reference GPU when none is visible."""
     try:
         import torch
 
         if torch.cuda.is_available():
             props = torch.cuda.get_device_properties(0)
-            return props.total_memory, props.name
+            return props.total_memory, f"{props.name} ({props.total_memory / GIB:.0f} GiB)"
     except Exception:  # noqa: BLE001 - no driver, broken CUDA: fall back to the reference
         pass
     return REFERENCE_GPU_BYTES, "80 GB GPU"
@@ -185,9 +188,10 @@ def sweep_configs(sweep: Any) -> list[Any]:
 
 
 def memory_line(sweep: Any, total_bytes: Optional[int] = None) -> str:
-    """One line for ``ablate check``: the largest per-trial estimate over the sweep's trials and how
-    many such trials fit on one GPU, checked against ``resources.gpu`` and
-    ``train.gpu_memory_fraction`` when they share a GPU. Empty for kinds that use no GPU."""
+    """What ``ablate check`` prints about memory: the largest per-trial estimate over the sweep's
+    trials and how many fit on one GPU (the visible one, else an 80 GB reference; ``total_bytes``
+    overrides), with a warning line per problem: ``resources.gpu`` or
+    ``train.gpu_memory_fraction`` smaller than the estimate. Empty for kinds that use no GPU."""
     from ablate.config import TrialConfig
 
     if sweep.kind != "ssl":
@@ -195,18 +199,21 @@ def memory_line(sweep: Any, total_bytes: Optional[int] = None) -> str:
     configs = [c for c in sweep_configs(sweep) if isinstance(c, TrialConfig)]
     if not configs:
         return ""
-    estimates = [(estimate_trial_memory(c), c) for c in configs]
-    est, cfg = max(estimates, key=lambda e: e[0]["with_context"])
-    total, name = (total_bytes, "GPU") if total_bytes else gpu_bytes()
-    per = est["with_context"]
-    fits = int(total // per) if per else 0
+    workers = max(1, getattr(sweep.resources, "workers", 1))
+    est, cfg = max(((estimate_trial_memory(c, workers=workers), c) for c in configs),
+                   key=lambda e: e[0]["total"])
     several = f", the largest of {len(configs)} configurations" if len(configs) > 1 else ""
-    line = (f"estimated GPU memory per trial: {gib(per)} ({gib(est['total'])} allocated + CUDA context{several}; "
-            f"fits {fits} per {total / 10 ** 9:.0f} GB {name})")
+    unit = "per worker" if workers > 1 else "per trial"
     if all(c.train.device == "cpu" for c in configs):
-        return line + "; the trials run on CPU (train.device=cpu)"
-    problems = []
+        return f"estimated memory {unit}: {gib(est['total'])} of tensors in host memory (train.device=cpu{several})"
+    total, label = (total_bytes, f"{total_bytes / 10 ** 9:.0f} GB GPU") if total_bytes else gpu_bytes()
+    per = est["with_context"]
+    line = (f"estimated GPU memory {unit}: {gib(per)} ({gib(est['total'])} allocated + CUDA context{several}; "
+            f"fits {int(total // per)} per {label})")
     share = getattr(sweep.resources, "gpus_per_worker", None) or sweep.resources.gpu
+    if 0 < share < 1:
+        line += f"; resources.gpu={share:g} packs {int(1 // share)} per GPU"
+    problems = []
     if 0 < share < 1 and per > share * total:
         problems.append(f"resources.gpu={share:g} gives each trial {gib(share * total)}, less than the estimate; "
                         f"raise resources.gpu to {math.ceil(per / total * 100) / 100:g} or lower train.batch_size")

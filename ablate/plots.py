@@ -231,5 +231,10 @@ def plot_results(results_dir: str | Path, sweep: Any, out_dir: str | Path | None
     root = Path(results_dir)
     df = read_results(root) if root.exists() else pd.DataFrame()
     spec = getattr(sweep, "table", None) or TableSpec()
+    out = Path(out_dir) if out_dir else root / "_figures"
+    if getattr(sweep, "kind", "ssl") == "linear_dynamics":  # phase portraits, commutator decay, collapse map
+        from ablate.theory.plots import plot_theory
+
+        return plot_theory(df, out, metric=spec.metric, x=(spec.cols or (None,))[-1], formats=formats)
     return plot_sweep(df, spec, Path(out_dir) if out_dir else root / "_figures", formats=formats,
                       expected=expected_configs(sweep), title=sweep.name)

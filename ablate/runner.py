@@ -13,6 +13,7 @@ several nodes it must be visible from every node (:func:`ablate.store.storage_pr
 """
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import logging
@@ -23,7 +24,7 @@ import sys
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Callable, Sequence
+from typing import IO, Any, Callable, Iterator, Sequence
 
 from ablate.configtree import merge, to_dict
 from ablate.errors import UserError
@@ -263,6 +264,21 @@ def _last_error_line(trial) -> str:  # noqa: ANN001 - a Ray Trial
     return (errors or lines or ["trial process died"])[-1]
 
 
+@contextlib.contextmanager
+def _stderr_to(path: Path) -> Iterator[None]:
+    """Send the process's file descriptor 2 (C++ and Python writes alike) to ``path`` for a while."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(path, "a") as f:
+        os.dup2(f.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
 def _init_ray(address: str | None, log_dir: Path) -> bool:
     """Start a local Ray (or attach to ``address``); Ray's chatter goes to ``_logs/ray.log``.
     Returns whether this call connected (and so should shut down again)."""
@@ -283,7 +299,8 @@ def _init_ray(address: str | None, log_dir: Path) -> bool:
     # (plain ray.init() would attach to that); RAY_ADDRESS in the environment still wins, as in Ray.
     kwargs["address"] = address or "local"
     try:
-        ray.init(**{k: v for k, v in kwargs.items() if v is not None})
+        with _stderr_to(log_dir / "ray.log"):  # Ray prints start-up notices on fd 2; the user sees our progress line
+            ray.init(**{k: v for k, v in kwargs.items() if v is not None})
     except ConnectionError as e:
         raise UserError(f"--address {address}: no Ray cluster answers there ({e}); start one with "
                         "`ray start --head` or check the address (auto = the cluster this node belongs to)") from None
@@ -425,7 +442,10 @@ def run_sweep(sweep: Any, *, address: str | None = None, max_concurrent: int | N
         if r.workers > 1:  # data-parallel drivers hold no CPU: cap them at what the workers fit into
             fits = max(1, fitting_trials(need, _alive_nodes()))
             concurrent = min(concurrent or fits, fits)
-        tune_cfg: dict[str, Any] = {"max_concurrent_trials": concurrent}
+        # Reusing a worker process between trials saves Ray's actor start-up (seconds per trial on a
+        # small machine); every trial reseeds and rebuilds everything it uses, so nothing leaks.
+        tune_cfg: dict[str, Any] = {"max_concurrent_trials": concurrent,
+                                    "reuse_actors": sweep.resources.workers <= 1}
         if search:
             from ray.tune.search.optuna import OptunaSearch
 

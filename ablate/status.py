@@ -7,7 +7,7 @@ from typing import Any
 
 import pandas as pd
 
-from ablate.expand import expand
+from ablate.expand import compact, expand
 from ablate.results import read_results
 
 
@@ -29,12 +29,11 @@ def trial_states(sweep: Any, results: Path) -> list[TrialStatus]:
             last[tid] = rows.sort_values("epoch", na_position="last").iloc[-1].to_dict()
     out = []
     trials = [] if getattr(sweep, "search", None) else expand(sweep)
-    known = {t.trial_id for t in trials}
     for t in trials:
         out.append(_state(t.trial_id, t.axes, last.get(t.trial_id)))
-    for tid, row in last.items():  # search trials, or trials of an older version of the sweep
-        if tid not in known:
-            out.append(_state(tid, {"search": row.get("search")}, row))
+    if getattr(sweep, "search", None):  # a search's trials are whatever it sampled
+        out += [_state(tid, {"search": row.get("search")}, row) for tid, row in last.items()]
+    # (rows of trials the sweep no longer expands to, e.g. after editing its grid, are not counted)
     return out
 
 
@@ -60,7 +59,7 @@ def render_status(states: list[TrialStatus], results: Path) -> str:
     for s in states:
         if s.state == "done":
             continue
-        axes = " ".join(f"{k}={v}" for k, v in s.axes.items())
+        axes = " ".join(f"{k}={compact(v)}" for k, v in s.axes.items())
         epoch = f" (epoch {s.epoch})" if s.epoch is not None else ""
         lines.append(f"  {s.state:<11} {s.trial_id}  {axes}{epoch}")
         if s.error:

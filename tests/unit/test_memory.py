@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from ablate.config import load_trial_config
-from ablate.memory import GIB, estimate_trial_memory, memory_line
+from ablate.memory import GIB, estimate_trial_memory, gib, memory_line
 
 SMALL = {"projector": {"hidden_dim": 64, "out_dim": 32}, "model": {"width": 32}}
 
@@ -112,7 +112,7 @@ def test_memory_line_reports_the_largest_configuration_and_how_many_fit(tmp_path
         """)
     line = memory_line(sweep, total_bytes=80 * 10 ** 9)
     big = estimate_trial_memory(cfg(train={"batch_size": 256}))["with_context"]
-    assert line.startswith(f"estimated GPU memory per trial: {big / GIB:.1f} GiB")
+    assert line.startswith(f"estimated GPU memory per trial: {gib(big)} (")
     assert "the largest of 2 configurations" in line  # lr does not change the memory
     assert f"fits {int(80 * 10 ** 9 // big)} per 80 GB GPU" in line and "warning" not in line
 
@@ -138,3 +138,27 @@ def test_memory_line_is_empty_for_kinds_without_a_gpu(tmp_path):
           kind: linear_dynamics
         """)
     assert memory_line(sweep) == ""
+
+
+def test_memory_line_for_cpu_sweeps_and_data_parallel_workers(tmp_path):
+    cpu = _sweep(tmp_path, """\
+        name: c
+        base:
+          model: {width: 32}
+          train: {device: cpu}
+        """)
+    assert memory_line(cpu).startswith("estimated memory per trial: ") and "host memory" in memory_line(cpu)
+    dp = _sweep(tmp_path, """\
+        name: d
+        base:
+          model: {width: 32}
+          train: {device: cuda, batch_size: 256}
+        resources: {gpu: 2, workers: 2}
+        """)
+    line = memory_line(dp, total_bytes=80 * 10 ** 9)
+    half = estimate_trial_memory(load_trial_config({"model": {"width": 32}, "train": {"batch_size": 128}}))
+    assert line.startswith(f"estimated GPU memory per worker: {gib(half['with_context'])} (")
+
+
+def test_gib_switches_to_mib_below_one_gib():
+    assert gib(3.14 * GIB) == "3.1 GiB" and gib(27 * 2 ** 20) == "27 MiB"

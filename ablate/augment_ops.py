@@ -134,8 +134,10 @@ def adjust_saturation(x: Tensor, factor: Tensor) -> Tensor:
 
 def _rgb_to_hsv(x: Tensor) -> Tensor:
     """torchvision's ``_rgb_to_hsv`` (Pillow's algorithm), written out of place."""
-    r, g, _ = x.unbind(dim=-3)
-    minc, maxc = torch.aminmax(x, dim=-3)
+    r, g, b = x.unbind(dim=-3)
+    # elementwise max/min of the three planes: same values as aminmax over the channel axis, and
+    # much faster on CPU (measured 401 -> 579 img/s for the STL-10 recipe)
+    minc, maxc = torch.minimum(torch.minimum(r, g), b), torch.maximum(torch.maximum(r, g), b)
     eqc = maxc == minc  # grey pixels: S and H are 0 (avoids dividing by zero)
     crange = maxc - minc
     ones = torch.ones_like(maxc)

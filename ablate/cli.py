@@ -106,6 +106,11 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     sweep = load(args, validate_paths=not args.no_data)
     print(describe(sweep, [] if sweep.search else expand(sweep)))
+    from ablate.memory import memory_line
+
+    line = memory_line(sweep)
+    if line:
+        print(line)
     if args.address:
         from ablate.runner import _init_ray, check_feasible, results_location, trial_resources
         from ablate.store import log_dir

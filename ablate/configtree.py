@@ -61,37 +61,13 @@ def did_you_mean(word: str, options: typing.Iterable[str]) -> str:
 
 
 # ---------------------------------------------------------------- YAML with line numbers
-class _LineLoader(yaml.SafeLoader):
-    pass
-
-
 def load_yaml(path: str | Path) -> tuple[Any, dict[str, int]]:
-    """Parse a YAML file; return the data and ``{dotted key path: 1-based line}``."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: no such file; give the path of a YAML file")
-    text = path.read_text()
-    try:
-        node = yaml.compose(text, Loader=_LineLoader)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise UserError(f"{where}: not valid YAML ({getattr(e, 'problem', e)})") from None
-    lines: dict[str, int] = {}
+    """Parse a YAML file; return the data and ``{dotted key path: 1-based line}`` (see
+    :func:`ablate.yamlio.read_yaml`, the one YAML reader of the project)."""
+    from ablate.yamlio import read_yaml
 
-    def walk(n: yaml.Node, prefix: str) -> None:
-        if isinstance(n, yaml.MappingNode):
-            for k, v in n.value:
-                key = f"{prefix}.{k.value}" if prefix else str(k.value)
-                lines[key] = k.start_mark.line + 1
-                walk(v, key)
-        elif isinstance(n, yaml.SequenceNode):
-            for i, v in enumerate(n.value):
-                walk(v, f"{prefix}[{i}]")
-
-    if node is not None:
-        walk(node, "")
-    return yaml.safe_load(text), lines
+    data, lines, _ = read_yaml(path)
+    return data, lines
 
 
 # ---------------------------------------------------------------- dict <-> dataclass

@@ -90,6 +90,17 @@ def resolve(params: dict[str, Any]) -> tuple[Any, Any, str, dict[str, Any]]:
     return kind, cfg, params["search"], {"sweep": params["sweep"], "search": params["search"]}
 
 
+def packed(tree: dict[str, Any], sweep: Any) -> dict[str, Any]:
+    """A trial that gets a fraction of a GPU (``resources.gpu`` < 1) caps its own allocator at that
+    share (95% of it, for the CUDA context), unless the config sets ``train.gpu_memory_fraction``:
+    packed trials then cannot starve each other. The key is not part of the trial id."""
+    gpu = sweep.resources.gpu
+    train = tree.get("train", {}) if isinstance(tree.get("train", {}), dict) else {}
+    if sweep.kind != "ssl" or not 0 < gpu < 1 or train.get("gpu_memory_fraction"):
+        return tree
+    return merge(tree, {"train.gpu_memory_fraction": round(0.95 * gpu, 4)})
+
+
 def trial_key(params: dict[str, Any]) -> str:
     """OUR trial_id of a Tune trial's parameters: Tune's trial folders are named by it, so a later
     run of the same sweep finds the checkpoints of the same trial."""
@@ -450,12 +461,13 @@ def run_sweep(sweep: Any, *, address: str | None = None, max_concurrent: int | N
             from ray.tune.search.optuna import OptunaSearch
 
             space = {k: _distribution(tune, d) for k, d in search.space.items()}
-            params = {"trial": {**common, "search": "optuna", "base": sweep.search_base, "sampled": space}}
+            base = packed(sweep.search_base, sweep)
+            params = {"trial": {**common, "search": "optuna", "base": base, "sampled": space}}
             tune_cfg.update(search_alg=OptunaSearch(metric=search.metric, mode=search.mode,
                                                     seed=getattr(search, "seed", 0)),
                             num_samples=n_new, metric=search.metric, mode=search.mode)
         else:
-            params = {"trial": tune.grid_search([{**common, "search": t.search, "config": to_dict(t.config)}
+            params = {"trial": tune.grid_search([{**common, "search": t.search, "config": packed(to_dict(t.config), sweep)}
                                                  for t in todo])}
         recorder = _callback_class()(store, view, summary, sweep.name)
         if r.workers > 1:

@@ -44,8 +44,10 @@ class TrialKind:
     """
 
     def __init__(self, name: str, config_cls: type | str, metrics: list | str, run: RunFn | str,
-                 default_metric: tuple[str, str] | None = None, doc: str = "") -> None:
+                 default_metric: tuple[str, str] | None = None, doc: str = "", batch_rows_s: float = 0.0) -> None:
         self.name = name
+        # rows of this kind reach the driver in batches at most this many seconds apart (0: each row)
+        self.batch_rows_s = batch_rows_s
         self.doc = doc
         self._refs = {"config_cls": config_cls, "metrics": metrics, "run": run}
         self._default_metric = default_metric

@@ -19,7 +19,7 @@ MISSING = "—"
 MARKS = {"diverged": "†", "collapsed": "‡", "failed": "§"}
 LEGEND = {
     "diverged": "a seed diverged (non-finite loss) and is left out of the mean",
-    "collapsed": "a seed collapsed (z_std < 0.1); it is in the mean: collapse is a result",
+    "collapsed": "a seed collapsed (pretraining: z_std < 0.1; theory: every eigenvalue of F below collapse_tol); it is in the mean: collapse is a result",
     "failed": "a seed failed with an error and is left out of the mean (see `ablate status`)",
     "missing": "no finished seed yet",
 }

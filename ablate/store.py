@@ -321,7 +321,19 @@ class ResultsStore:
         return self.rows[trial_id]
 
     def add(self, row: dict[str, Any]) -> None:
-        """Record a row of a trial and rewrite its file atomically.
+        """Record a row of a trial and rewrite its file atomically."""
+        self.add_many([row])
+
+    def add_many(self, rows: list[dict[str, Any]]) -> None:
+        """Record rows (in order) and rewrite each touched trial's file once, atomically."""
+        touched = []
+        for row in rows:
+            touched.append(self._merge(row))
+        for tid in dict.fromkeys(touched):
+            self._write(tid, to_table(self.rows[tid], self.schema))
+
+    def _merge(self, row: dict[str, Any]) -> str:
+        """Fold one row into its trial's rows in memory; return the trial id.
 
         A row replaces earlier rows of the same or a later epoch (a trial resumed from a checkpoint
         reports those epochs again) and any earlier ``failed`` row (a retry that gets further)."""
@@ -335,7 +347,7 @@ class ResultsStore:
                 r["is_final"] = False
         kept.append(row)
         self.rows[tid] = kept
-        self._write(tid, to_table(kept, self.schema))
+        return tid
 
     def _write(self, trial_id: str, table: pa.Table) -> None:
         f = trial_file(self.loc, trial_id)

@@ -118,17 +118,20 @@ def row_metrics(row: dict[str, Any], kind: str | None = None) -> dict[str, float
     return out
 
 
-def tracker_result(result: dict[str, Any]) -> tuple[dict[str, Any], dict[str, float], int] | None:
-    """A Tune result of the runner -> (row, metrics, step = epoch), or None if it carries no row
-    or no finite metric (e.g. a trial that failed before its first evaluation)."""
+def tracker_results(result: dict[str, Any]) -> list[tuple[dict[str, Any], dict[str, float], int]]:
+    """A Tune result of the runner -> [(row, metrics, step = epoch)] for each row it carries (the
+    runner batches the rows of fast kinds), leaving out rows with no finite metric (e.g. a trial
+    that failed before its first evaluation)."""
     if ROW_KEY not in result:
-        return None
-    row = json.loads(result[ROW_KEY])
-    metrics = row_metrics(row)
-    if not metrics:
-        return None
-    step = row.get("epoch")
-    return row, metrics, int(step if step is not None else result.get(STEP_KEY, 0))
+        return []
+    payload = json.loads(result[ROW_KEY])
+    out = []
+    for row in payload if isinstance(payload, list) else [payload]:
+        metrics = row_metrics(row)
+        if metrics:
+            step = row.get("epoch")
+            out.append((row, metrics, int(step if step is not None else result.get(STEP_KEY, 0))))
+    return out
 
 
 class _Rows:
@@ -161,9 +164,7 @@ def _tensorboard_cls() -> type:
             self._trial_result[trial] = {}
 
         def log_trial_result(self, iteration: int, trial: Any, result: dict) -> None:
-            parsed = tracker_result(result)
-            if parsed is not None:
-                _, metrics, step = parsed
+            for _, metrics, step in tracker_results(result):
                 super().log_trial_result(iteration, trial, {**metrics, STEP_KEY: step})
 
         def _try_log_hparams(self, trial: Any, result: dict) -> None:
@@ -216,14 +217,14 @@ def _mlflow_cls() -> type:
             self.client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in info.params.items()])
 
         def log_trial_result(self, iteration: int, trial: Any, result: dict) -> None:
+            for row, metrics, step in tracker_results(result):
+                self._log_row(trial, row, metrics, step)
+
+        def _log_row(self, trial: Any, row: dict, metrics: dict[str, float], step: int) -> None:
             import time
 
             from mlflow.entities import Metric
 
-            parsed = tracker_result(result)
-            if parsed is None:
-                return
-            row, metrics, step = parsed
             if trial not in self._trial_runs:
                 self.log_trial_start(trial)
             run_id = self._trial_runs[trial]
@@ -270,9 +271,7 @@ def _wandb_cls() -> type:
             self._start_logging_actor(trial, [*self._exclude_results, *self.excludes, "config"], **init)
 
         def log_trial_result(self, iteration: int, trial: Any, result: dict) -> None:
-            parsed = tracker_result(result)
-            if parsed is not None:
-                row, metrics, step = parsed
+            for _, metrics, step in tracker_results(result):
                 super().log_trial_result(iteration, trial, {**metrics, "epoch": step, STEP_KEY: step})
 
         def on_experiment_end(self, trials: list, **info: Any) -> None:

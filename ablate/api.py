@@ -49,7 +49,6 @@ A whole study from a notebook, on the bundled digits data (this runs as a doctes
 """
 from __future__ import annotations
 
-import io
 import json
 from dataclasses import dataclass
 from pathlib import Path

@@ -270,7 +270,7 @@ def run_data_parallel(params: dict[str, Any]) -> None:
     try:
         trainer.fit()
     except Exception as e:  # noqa: BLE001 - TrainingFailedError wraps the worker's exception
-        from ablate.runner import failed_report
+        from ablate.worker import failed_report
 
         tune.report(failed_report(params, _worker_error(e)))
 
@@ -304,7 +304,7 @@ def _worker_loop(params: dict[str, Any]) -> None:
     import ray.train
 
     from ablate.checkpoints import TrainCheckpointer, checkpoint_roots, heartbeat
-    from ablate.runner import row_reporter, trial_call, tune_metrics
+    from ablate.worker import row_reporter, trial_call, tune_metrics
     from ablate.store import ArtifactStore, Location, weights_location
 
     rank = ray.train.get_context().get_world_rank()

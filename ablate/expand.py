@@ -393,7 +393,7 @@ def describe(sweep: "Sweep", trials: list[Trial]) -> str:
         out.append(f"table        rows {', '.join(t.rows) or '-'} x cols {', '.join(t.cols) or '-'}: {t.metric}"
                    + (f" (paper {t.paper})" if t.paper else ""))
     ck = sweep.checkpoint
-    out.append(f"checkpoints  " + (f"every {ck.every} epochs, keep {ck.keep}" if ck.every else "off")
+    out.append("checkpoints  " + (f"every {ck.every} epochs, keep {ck.keep}" if ck.every else "off")
                + f"; retries {sweep.max_failures}" + (f"; logging {', '.join(sweep.logging)}" if sweep.logging else ""))
     out.append(f"results      {sweep.results_location}/")
     out += [f"note         {n}" for n in notes]

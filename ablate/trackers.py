@@ -46,7 +46,7 @@ REQUIRES: dict[str, tuple[tuple[str, ...], str]] = {
     "wandb": (("wandb",), "wandb"),
 }
 EXTRA_METRICS = ("wall_s",)  # common columns worth a curve besides the kind's metrics
-ROW_KEY = "row_json"  # ablate.runner.ROW_KEY (not imported: keep this module importable without the runner)
+ROW_KEY = "row_json"  # ablate.worker.ROW_KEY (not imported: keep this module importable without the runner)
 STEP_KEY = "training_iteration"  # the key Ray's loggers take their step from when timesteps_total is absent
 
 
@@ -94,7 +94,7 @@ def trial_info(params: dict[str, Any]) -> TrialInfo:
     """The :class:`TrialInfo` of a trial from its Tune parameters (``trial.config["trial"]``)."""
     from ablate.config import config_hash
     from ablate.configtree import flatten, to_dict
-    from ablate.runner import resolve  # the driver and the worker resolve a trial the same way
+    from ablate.worker import resolve  # the driver and the worker resolve a trial the same way
 
     kind, cfg, search, extra = resolve(params)
     flat = {k: _param_value(v) for k, v in flatten(to_dict(cfg)).items() if v is not None and k != "kind"}

@@ -363,33 +363,8 @@ def figures(source: Any, sweep: Any = None, *, rows: Sequence[str] | None = None
     spec = _spec(sw, rows, cols, metric, {})
     title = sw.name if sw is not None else None
     expected = expected_configs(sw) if sw is not None else None
-    build = getattr(plots, "sweep_figures", None)  # plots' own list once it has one (see the report)
-    pairs = build(df, spec, expected=expected, title=title) if build else _sweep_figures(df, spec, expected, title)
+    pairs = plots.sweep_figures(df, spec, expected=expected, title=title)
     return {name: fig for name, fig in pairs if fig is not None}
-
-
-def _sweep_figures(df: Any, spec: Any, expected: Any, title: str | None) -> "list[tuple[str, Figure | None]]":
-    """The figure list of :func:`ablate.plots.plot_sweep`, without saving (same builders)."""
-    from ablate import plots
-
-    groups = plots.arms(df, spec, expected)
-    if not groups:
-        return []
-    sweeps = df["sweep"].dropna().unique() if "sweep" in df.columns else []
-    name = title or (str(sweeps[0]) if len(sweeps) else "sweep")
-    acc = [m for m in dict.fromkeys([spec.metric, "knn_top1"]) if m in plots.METRIC_NAMES]
-    out = [
-        ("accuracy", plots._lines_figure(groups, [(m, plots.METRIC_NAMES[m], spec.scale, False) for m in acc],
-                                         f"{name}: accuracy during pretraining")),
-        ("z_std", plots._lines_figure(groups, [("z_std", "z_std = std of l2-normalised z x sqrt(d)", 1.0, True)],
-                                      f"{name}: collapse monitor")),
-        ("eigen", plots._lines_figure(groups, [("eig_align", "eigen-alignment of $W_p$ with $\\hat F$", 1.0, False),
-                                               ("commutator", "$\\|[\\hat F, W_p]\\|_F$ (normalised)", 1.0, True)],
-                                      f"{name}: predictor / correlation alignment (Fig. 2, Theorem 3)")),
-    ]
-    out += [(f"spectra_{plots.slug(a.label)}",
-             plots._spectra_figure(a.label, a.rows, f"{name}: spectra over training (Fig. 2)")) for a in groups]
-    return out
 
 
 # ---------------------------------------------------------------- is a gap real?

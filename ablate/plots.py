@@ -192,11 +192,10 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9.=+-]+", "_", text).strip("_")[:80] or "all"
 
 
-def plot_sweep(df: pd.DataFrame, spec: TableSpec, out_dir: str | Path, *, formats: Sequence[str] = FORMATS,
-               expected: Sequence[Mapping[str, Any]] | None = None, title: str | None = None) -> list[Path]:
-    """Write the sweep's figures (each as PNG and PDF) into ``out_dir``; return the files written."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+def sweep_figures(df: pd.DataFrame, spec: TableSpec, *, expected: Sequence[Mapping[str, Any]] | None = None,
+                  title: str | None = None) -> list[tuple[str, Figure | None]]:
+    """The sweep's figures by name (``accuracy``, ``z_std``, ``eigen``, ``spectra_<arm>``), unsaved;
+    None where a figure has no data (e.g. ``eigen`` for MLP predictors)."""
     groups = arms(df, spec, expected)
     if not groups:
         return []
@@ -214,8 +213,16 @@ def plot_sweep(df: pd.DataFrame, spec: TableSpec, out_dir: str | Path, *, format
     ]
     figures += [(f"spectra_{slug(a.label)}", _spectra_figure(a.label, a.rows, f"{name}: spectra over training (Fig. 2)"))
                 for a in groups]
+    return figures
+
+
+def plot_sweep(df: pd.DataFrame, spec: TableSpec, out_dir: str | Path, *, formats: Sequence[str] = FORMATS,
+               expected: Sequence[Mapping[str, Any]] | None = None, title: str | None = None) -> list[Path]:
+    """Write the sweep's figures (each as PNG and PDF) into ``out_dir``; return the files written."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
     paths: list[Path] = []
-    for fname, fig in figures:
+    for fname, fig in sweep_figures(df, spec, expected=expected, title=title):
         if fig is not None:
             paths += _save(fig, out_dir, fname, formats)
     return paths

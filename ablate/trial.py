@@ -18,6 +18,7 @@ epochs the whole state goes to a :class:`Checkpointer`; a restarted trial contin
 from __future__ import annotations
 
 import contextlib
+import itertools
 import time
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Protocol
@@ -162,9 +163,7 @@ def train_epoch(loop: Loop) -> tuple[float, float]:
         batches = loop.splits.pretrain.batches(cfg.train.batch_size, shuffle=True, generator=loop.shuffle_gen,
                                                drop_last=True)
         augment = lambda x, view: loop.augment(x, loop.aug_gen, view=view)  # noqa: E731
-    for i, (x, _) in enumerate(batches):
-        if i >= loop.steps_per_epoch:
-            break
+    for i, (x, _) in enumerate(itertools.islice(batches, loop.steps_per_epoch)):
         set_lr(opt, lr_factor(cfg.optim, loop.step, loop.steps_per_epoch, loop.total_steps))
         x1 = augment(x, 0)
         x2 = augment(x, 1)
@@ -186,7 +185,7 @@ def train_epoch(loop: Loop) -> tuple[float, float]:
             raise Diverged(f"non-finite loss at step {loop.step}")
     if dp:  # the global batch's mean loss (equal shards), the same number on every rank
         total, n = dp.mean(total), n * dp.world
-    mean = float(total) / max(1, min(loop.steps_per_epoch, i + 1))
+    mean = float(total) / (i + 1)
     if not torch.isfinite(torch.tensor(mean)):
         raise Diverged(f"non-finite loss in epoch ending at step {loop.step}")
     return mean, n / (time.perf_counter() - start)

@@ -83,21 +83,11 @@ def format_row(row: dict) -> str:
 # ---------------------------------------------------------------- sweeps
 def load(args: argparse.Namespace, validate_paths: bool = True):
     """The sweep named on the command line (a file, or a results folder: the sweep as it was run),
-    with its ``--set`` overrides applied."""
-    import json
-
+    with its ``--set`` overrides applied (:func:`ablate.api.load_sweep`)."""
+    from ablate.api import load_sweep
     from ablate.configtree import parse_set
-    from ablate.sweep import load_sweep
 
-    path = Path(args.sweep)
-    overrides = parse_set(getattr(args, "sets", []))
-    if path.is_dir():
-        if not (path / "_sweep.yaml").is_file():
-            raise UserError(f"{path}: not a results folder of `ablate run` (no _sweep.yaml); give the sweep file")
-        saved = path / "_overrides.json"
-        overrides = {**(json.loads(saved.read_text()) if saved.is_file() else {}), **overrides}
-        path = path / "_sweep.yaml"
-    return load_sweep(path, overrides, validate_paths=validate_paths)
+    return load_sweep(args.sweep, parse_set(getattr(args, "sets", [])), validate_paths=validate_paths)
 
 
 @command

@@ -204,8 +204,10 @@ def test_sigterm_keeps_finished_trials_and_a_second_run_resumes_the_rest(ray_loc
         max_concurrent: 1
         checkpoint: {every: 1, keep: 2}
         """)
-    text = sweep.read_text().replace("epochs: 2,", "epochs: 3,")
-    sweep.write_text(text)
+    # Enough epochs that the trial whose first checkpoint we wait for is still running when SIGTERM
+    # lands (with 3 it could finish, and drop its checkpoints, before the signal was handled).
+    epochs = 20
+    sweep.write_text(sweep.read_text().replace("epochs: 2,", f"epochs: {epochs},"))
     results = tmp_path / "res" / "term"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop("RAY_ADDRESS", None)
@@ -239,7 +241,7 @@ def test_sigterm_keeps_finished_trials_and_a_second_run_resumes_the_rest(ray_loc
     df = rows_of(results)
     assert df.trial_id.nunique() == 2
     for tid, rows in df.groupby("trial_id"):
-        assert sorted(rows.epoch) == [1, 2, 3], tid  # every epoch once: nothing lost, nothing twice
+        assert sorted(rows.epoch) == list(range(1, epochs + 1)), tid  # every epoch once: nothing lost, nothing twice
         assert rows.is_final.sum() == 1 and bool(rows.sort_values("epoch").is_final.iloc[-1])
     for tid in finished:  # not run again
         pd.testing.assert_frame_equal(before[tid].reset_index(drop=True),

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, fields
 from functools import lru_cache
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 from torch import Tensor
@@ -92,12 +92,16 @@ class AugmentParams:
     sigma: Tensor  # (B,) float
     solarize: Tensor  # (B,) bool
 
+    def _map(self, fn: Callable[[Tensor], Tensor]) -> "AugmentParams":
+        return AugmentParams(**{f.name: fn(v) if isinstance(v, Tensor) else v
+                                for f in fields(self) for v in [getattr(self, f.name)]})
+
+    def __getitem__(self, rows: slice) -> "AugmentParams":
+        """The parameters of images ``rows`` of the batch."""
+        return self._map(lambda t: t[rows])
+
     def to(self, device: torch.device) -> "AugmentParams":
-        moved = {f.name: getattr(self, f.name) for f in fields(self)}
-        for name, value in moved.items():
-            if isinstance(value, Tensor):
-                moved[name] = value.to(device, non_blocking=True)
-        return AugmentParams(**moved)
+        return self._map(lambda t: t.to(device, non_blocking=True))
 
 
 # Layout of the per-image uniforms drawn by one sample_params call (a fixed layout keeps a seed's
@@ -140,6 +144,13 @@ def crop_boxes(u: Tensor, in_h: int, in_w: int, scale: tuple[float, float],
     top = torch.where(found, top, float((in_h - fh) // 2))
     left = torch.where(found, left, float((in_w - fw) // 2))
     return torch.stack((top, left, h, w), dim=1)
+
+
+# On CPU a batch is augmented a chunk of images at a time, each chunk's image about this many
+# floats (2 MB): every op is per image, so the result is the same, but the dozens of
+# intermediates of the colour ops stay in cache instead of streaming the whole batch through
+# memory once per op (STL-10 recipe, 128 images of 96x96, one thread: 122 -> 57 ms per batch).
+CPU_CHUNK_FLOATS = 1 << 19
 
 
 @lru_cache(maxsize=None)
@@ -203,7 +214,14 @@ class BatchAugment:
 
     def apply(self, x: Tensor, params: AugmentParams) -> Tensor:
         """Apply given parameters (deterministic): uint8/float (B, C, H, W) -> float (B, C, size, size)."""
-        r, p = self.recipe, params.to(x.device)
+        p = params.to(x.device)
+        chunk = max(1, CPU_CHUNK_FLOATS // (x.shape[1] * max(self.size, x.shape[-1]) ** 2))
+        if x.device.type != "cpu" or x.shape[0] <= chunk:
+            return self._apply(x, p)  # on a GPU the whole batch is one launch per op
+        return torch.cat([self._apply(x[i:i + chunk], p[i:i + chunk]) for i in range(0, x.shape[0], chunk)])
+
+    def _apply(self, x: Tensor, p: AugmentParams) -> Tensor:
+        r = self.recipe
         x = ops.to_float(x)
         if p.box is not None:
             x = ops.resized_crop_flip(x, p.box, p.flip, self.size)

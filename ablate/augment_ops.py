@@ -29,6 +29,16 @@ def _view(t: Tensor) -> Tensor:
     return t.view(-1, 1, 1, 1)  # (B,) -> (B, 1, 1, 1), broadcast over C, H, W
 
 
+def select(on: Tensor, a: Tensor, b: Tensor) -> Tensor:
+    """Image b of ``a`` where ``on[b]``, else of ``b``: ``torch.where`` by images, exactly.
+
+    lerp with a weight of exactly 0 or 1 returns one end bit for bit (torch computes
+    b + 0 (a - b) and a - (a - b) 0), and on CPU it is about 4x faster than ``torch.where``
+    with a broadcast condition (measured 76 vs 277 us on 18 images of 3x96x96).
+    """
+    return torch.lerp(b, a, _view(on.to(b.dtype)))
+
+
 # ------------------------------------------------------------------------ geometry
 def _crop_coords(start: Tensor, length: Tensor, size: int, m: int, in_len: int) -> Tensor:
     """Sampling positions (B, size*m), in grid_sample's normalised [-1, 1], of a crop resized to ``size``.
@@ -86,7 +96,7 @@ def _triangle_pool(z: Tensor, m: int) -> Tensor:
 
 def hflip(x: Tensor, flip: Tensor) -> Tensor:
     """Per-image horizontal flip where ``flip`` (B,) is true."""
-    return torch.where(_view(flip), x.flip(-1), x)
+    return select(flip, x.flip(-1), x)
 
 
 def resize_center_crop(x: Tensor, size: int) -> Tensor:
@@ -132,62 +142,79 @@ def adjust_saturation(x: Tensor, factor: Tensor) -> Tensor:
     return _blend(x, grayscale(x), factor)
 
 
-def _rgb_to_hsv(x: Tensor) -> Tensor:
-    """torchvision's ``_rgb_to_hsv`` (Pillow's algorithm), written out of place."""
-    r, g, b = x.unbind(dim=-3)
-    # elementwise max/min of the three planes: same values as aminmax over the channel axis, and
-    # much faster on CPU (measured 401 -> 579 img/s for the STL-10 recipe)
-    minc, maxc = torch.minimum(torch.minimum(r, g), b), torch.maximum(torch.maximum(r, g), b)
-    eqc = maxc == minc  # grey pixels: S and H are 0 (avoids dividing by zero)
-    crange = maxc - minc
-    ones = torch.ones_like(maxc)
-    s = crange / torch.where(eqc, ones, maxc)
-    divisor = torch.where(eqc, ones, crange).unsqueeze(-3)
-    rc, gc, bc = ((maxc.unsqueeze(-3) - x) / divisor).unbind(dim=-3)
-    maxc_neq_r = maxc != r
-    maxc_eq_g = maxc == g
-    hg = (rc + 2.0 - bc) * (maxc_eq_g & maxc_neq_r)
-    hr = (bc - gc) * ~maxc_neq_r
-    hb = (gc + 4.0 - rc) * (maxc_neq_r & ~maxc_eq_g)
-    h = ((hr + hg + hb) * (1.0 / 6.0) + 1.0).fmod(1.0)
-    return torch.stack((h, s, maxc), dim=-3)
+def _mod6(k: Tensor) -> Tensor:
+    """k mod 6 as k - 6 floor(k / 6): three cheap passes where ``torch.remainder`` (an exact
+    fmod) costs ten times one multiply on CPU."""
+    return torch.add(k, torch.floor(k * (1.0 / 6.0)), alpha=-6.0)
 
 
-def _hsv_to_rgb(hsv: Tensor) -> Tensor:
-    """HSV -> RGB, the same function as torchvision's ``_hsv_to_rgb`` (which picks v, p, q, t per
-    sextant with a gather) in closed form, c = v - v s clamp(min(k, 4 - k), 0, 1) with
-    k = (n + 6 h) mod 6 and n = 5, 3, 1 for r, g, b: no index tensors, about 2.5x faster on CPU."""
-    h, s, v = hsv.unbind(dim=-3)
-    h6, vs = h * 6.0, v * s
-    rgb = []
-    for n in (5.0, 3.0, 1.0):
-        k = torch.remainder(h6 + n, 6.0)
-        rgb.append(v - vs * torch.minimum(k, 4.0 - k).clamp_(0.0, 1.0))
-    return torch.stack(rgb, dim=-3)
+def _is_max(c: Tensor, maxc: Tensor) -> Tensor:
+    """1.0 where channel ``c`` is the pixel's max, else 0.0 (c <= maxc: sign(c - maxc) + 1), as
+    a float weight for :func:`torch.lerp`; cheaper than a bool mask and ``torch.where``."""
+    return (c - maxc).sign_().add_(1.0)
 
 
 def adjust_hue(x: Tensor, factor: Tensor) -> Tensor:
-    """Rotate the hue by ``factor`` (B,) in [-0.5, 0.5] turns; one-channel images unchanged."""
+    """Rotate the hue by ``factor`` (B,) in [-0.5, 0.5] turns; one-channel images unchanged.
+
+    The same function as torchvision's RGB -> HSV -> shift -> RGB round trip (Pillow's algorithm),
+    fused: a hue rotation keeps each pixel's max V and range C = V - min, so with the hue in
+    sextants h6 = 6h (from whichever channel is the max, r first, then g, as Pillow picks it) every
+    output channel is V - C clamp(min(k, 4 - k), 0, 1), k = (n + h6 + 6 factor) mod 6 and
+    n = 5, 3, 1 for r, g, b. S = C / V and H never materialise; equal to torchvision's to 2e-6.
+    """
     if x.shape[1] == 1:
         return x
-    h, s, v = _rgb_to_hsv(x).unbind(dim=-3)
-    h = (h + factor.view(-1, 1, 1)).remainder(1.0)
-    return _hsv_to_rgb(torch.stack((h, s, v), dim=-3))
+    r, g, b = x.unbind(dim=-3)
+    maxc = torch.maximum(torch.maximum(r, g), b)
+    crange = maxc - torch.minimum(torch.minimum(r, g), b)
+    is_r, is_g = _is_max(r, maxc), _is_max(g, maxc)
+    # Pillow's three cases as exact 0/1 lerps: r is the max, else g, else b
+    num = torch.lerp(torch.lerp(r - g, b - r, is_g), g - b, is_r)
+    base = is_g.mul(-2.0).add_(4.0).mul_(1.0 - is_r)  # 0 (r max), 2 (g max), 4 (b max)
+    # grey pixels (C = 0) have num = 0 and no hue: any finite h6 works there, C = 0 cancels it
+    h6 = torch.addcmul(base, num, crange.clamp_min(1e-30).reciprocal_())
+    h6.add_(6.0 * factor.view(-1, 1, 1))
+    out = torch.empty_like(x)
+    for c, n in enumerate((5.0, 3.0, 1.0)):
+        k = _mod6(h6 + n)
+        ramp = torch.minimum(k, torch.rsub(k, 4.0)).clamp_(0.0, 1.0)
+        torch.addcmul(maxc, ramp, crange, value=-1.0, out=out[:, c])
+    return out
 
 
-def _blend_step(x: Tensor, op: Tensor, factor: Tensor) -> Tensor:
-    """One position of a per-image ColorJitter order: image b applies brightness, contrast or
-    saturation (``op[b]``) with ``factor[b]``; factor 1 leaves it exactly unchanged."""
-    rgb = x.shape[1] == 3
-    gray = grayscale(x) if rgb else x  # (B, 1|C, H, W)
-    mean = gray.mean(dim=(-3, -2, -1), keepdim=True)  # contrast reference (B, 1, 1, 1)
-    zero = torch.zeros((), device=x.device)
-    ref = torch.where(_view(op == CONTRAST), mean, zero)
-    if rgb:
-        ref = torch.where(_view(op == SATURATION), gray, ref)
-    else:  # saturation is a no-op on one channel
-        factor = torch.where(op == SATURATION, torch.ones_like(factor), factor)
-    return _blend(x, ref, factor)
+def _blend_weights(factors: Tensor, order: Tensor, rgb: bool) -> Tensor:
+    """Per image and blend slot, the weights (f, w_contrast, w_saturation) of
+    out = f x + w_contrast mean(gray) + w_saturation gray, clamped (B, 6, 3).
+
+    Slots 0-2 are positions 0-2 before the hue op, slots 3-5 positions 1-3 after it (nothing
+    precedes position 0 or follows 3). A slot is active when its position holds a blend on its
+    side of the hue op; then out is torchvision's blend f x + (1 - f) ref with ref = 0 (brightness), the mean grey level
+    (contrast) or the grey image (saturation): the other reference gets weight exactly 0, so the
+    value is torchvision's bit for bit. Inactive slots (and saturation on one channel) get
+    (1, 0, 0): exactly the identity.
+    """
+    slot = torch.arange(6, device=order.device)  # built on the device: no host-to-device copy per batch
+    before = slot < 3
+    pos = slot % 3 + ~before  # the positions (0, 1, 2, 1, 2, 3)
+    op = order[:, pos]  # (B, 6)
+    hue_pos = (order == HUE).int().argmax(dim=1, keepdim=True)  # (B, 1)
+    active = torch.where(before, pos < hue_pos, pos > hue_pos) & (op != HUE)
+    if not rgb:
+        active &= op != SATURATION
+    f = torch.where(active, factors.gather(1, op.clamp(max=SATURATION)), 1.0)
+    rest = 1.0 - f
+    return torch.stack((f, torch.where(op == CONTRAST, rest, 0.0), torch.where(op == SATURATION, rest, 0.0)), -1)
+
+
+def _blend_slot(x: Tensor, w: Tensor) -> Tensor:
+    """One blend slot for the batch: out = f x + w_c mean(gray) + w_s gray, clamped; w (B, 3)."""
+    f, w_contrast, w_saturation = (_view(t) for t in w.unbind(1))
+    gray = grayscale(x) if x.shape[1] == 3 else x  # (B, 1|C, H, W)
+    ref = gray.mean(dim=(-3, -2, -1), keepdim=True) * w_contrast  # (B, 1, 1, 1)
+    if x.shape[1] == 3:
+        ref = torch.addcmul(ref, gray, w_saturation)  # (B, 1, H, W)
+    return (x * f).add_(ref).clamp_(0.0, 1.0)
 
 
 def color_jitter(x: Tensor, factors: Tensor, order: Tensor, on: Tensor, hue: bool = True) -> Tensor:
@@ -199,21 +226,16 @@ def color_jitter(x: Tensor, factors: Tensor, order: Tensor, on: Tensor, hue: boo
     op (recipes without hue jitter, one-channel data).
 
     The three blends commute with nothing, so order matters. Each image's order is honoured
-    exactly, yet the costly HSV round trip runs once: the blends placed before the hue op run
-    first (one batched blend per position, the op chosen per image), then the hue op, then the
-    blends placed after it.
+    exactly, yet the costly hue op runs once: the blends placed before the hue op run first (one
+    batched blend per position, the op chosen per image, :func:`_blend_weights`), then the hue
+    op, then the blends placed after it.
     """
-    ident = torch.ones_like(factors[:, 0])
-    hue_pos = (order == HUE).int().argmax(dim=1)  # (B,) position of the hue op
-    for before in (True, False):
-        for k in (range(0, 3) if before else range(1, 4)):  # nothing precedes position 0 or follows 3
-            op = order[:, k]
-            active = (k < hue_pos) if before else (k > hue_pos)
-            active = active & (op != HUE)
-            f = torch.where(active, factors.gather(1, op.clamp(max=SATURATION)[:, None])[:, 0], ident)
-            x = _blend_step(x, op, f)
-        if before and hue and x.shape[1] == 3:
-            x = torch.where(_view(on), adjust_hue(x, factors[:, HUE]), x)
+    rgb = x.shape[1] == 3
+    weights = _blend_weights(factors, order, rgb)  # (B, 6, 3)
+    for slot in range(6):
+        if slot == 3 and hue and rgb:
+            x = select(on, adjust_hue(x, factors[:, HUE]), x)
+        x = _blend_slot(x, weights[:, slot])
     return x
 
 
@@ -221,7 +243,7 @@ def random_grayscale(x: Tensor, on: Tensor) -> Tensor:
     """``rgb_to_grayscale(num_output_channels=C)`` where ``on``; a no-op on one-channel images."""
     if x.shape[1] == 1:
         return x
-    return torch.where(_view(on), grayscale(x).expand_as(x), x)
+    return select(on, grayscale(x).expand_as(x), x)
 
 
 def solarize(x: Tensor, on: Tensor, threshold: float = 0.5) -> Tensor:
@@ -244,16 +266,40 @@ def gaussian_blur(x: Tensor, sigma: Tensor, on: Tensor, kernel_size: int) -> Ten
     """``v2.functional.gaussian_blur(kernel_size, sigma[b])`` per image where ``on``.
 
     Reflect padding like torchvision; the 2-D kernel is the outer product of two 1-D kernels, so
-    two depthwise 1-D convolutions (rows, then columns) over all B*C planes compute it in one go.
+    a pass along rows and one along columns compute it, every image with its own taps. Images
+    that are off have the unit impulse: exactly the identity.
     """
-    b, c, h, w = x.shape
-    k = kernel_size
-    kern = gaussian_kernels(sigma, on, k)[:, None].expand(b, c, k).reshape(b * c, k)  # (B*C, k)
-    pad = k // 2
-    planes = F.pad(x.reshape(1, b * c, h, w), (pad, pad, pad, pad), mode="reflect")
-    planes = F.conv2d(planes, kern.view(b * c, 1, 1, k), groups=b * c)  # along W
+    pad = kernel_size // 2
+    padded = F.pad(x, (pad, pad, pad, pad), mode="reflect")  # (B, C, H + 2 pad, W + 2 pad)
+    taps = gaussian_kernels(sigma, on, kernel_size)  # (B, k)
+    separable = _separable_shifted if x.device.type == "cpu" else _separable_depthwise
+    return separable(padded, taps)
+
+
+def _separable_shifted(padded: Tensor, taps: Tensor) -> Tensor:
+    """The two passes as k multiply-adds of shifted views each: the same sums as the depthwise
+    convolution, 3-4x faster on CPU than ``conv2d`` with B*C groups (measured 10.5 vs 43 ms per
+    128 images of 3x96x96, one thread); on a GPU it would be 2k launches instead of 2."""
+    k = taps.shape[1]
+    h, w = padded.shape[-2] - k + 1, padded.shape[-1] - k + 1
+    t = taps.view(-1, 1, 1, 1, k)  # (B, 1, 1, 1, k)
+    rows = padded[..., 0:w] * t[..., 0]
+    for j in range(1, k):
+        rows.addcmul_(padded[..., j:j + w], t[..., j])  # along W
+    out = rows[..., 0:h, :] * t[..., 0]
+    for j in range(1, k):
+        out.addcmul_(rows[..., j:j + h, :], t[..., j])  # along H
+    return out
+
+
+def _separable_depthwise(padded: Tensor, taps: Tensor) -> Tensor:
+    """The two passes as depthwise 1-D convolutions over all B*C planes (one launch each)."""
+    b, c, hp, wp = padded.shape
+    k = taps.shape[1]
+    kern = taps[:, None].expand(b, c, k).reshape(b * c, 1, k)  # (B*C, 1, k)
+    planes = F.conv2d(padded.reshape(1, b * c, hp, wp), kern.view(b * c, 1, 1, k), groups=b * c)  # along W
     planes = F.conv2d(planes, kern.view(b * c, 1, k, 1), groups=b * c)  # along H
-    return planes.view(b, c, h, w)
+    return planes.view(b, c, hp - k + 1, wp - k + 1)
 
 
 def normalize(x: Tensor, mean: Tensor, std: Tensor) -> Tensor:

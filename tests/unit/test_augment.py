@@ -185,6 +185,54 @@ def test_color_jitter_honours_each_images_op_order():
     assert not torch.allclose(out[0], ops.color_jitter(x, factors, order[[1, 0, 2, 3]], torch.ones(4, dtype=torch.bool))[0])
 
 
+def test_color_jitter_leaves_images_that_are_off_exactly_unchanged_and_one_channel_skips_saturation():
+    x = ops.to_float(images(4))
+    factors = torch.tensor([[1.6, 0.5, 1.8, 0.2], [1.0, 1.0, 1.0, 0.0], [0.7, 1.3, 0.4, -0.3], [1.0, 1.0, 1.0, 0.0]])
+    order = torch.tensor([[3, 0, 1, 2], [0, 3, 1, 2], [1, 2, 3, 0], [2, 1, 0, 3]])
+    on = torch.tensor([True, False, True, False])
+    out = ops.color_jitter(x, factors, order, on)
+    assert torch.equal(out[1], x[1]) and torch.equal(out[3], x[3])  # bit for bit, not just close
+    assert not torch.allclose(out[0], x[0])
+    gray = ops.to_float(images(2, c=1))
+    out = ops.color_jitter(gray, factors[[0, 2]], order[[0, 2]], on[[0, 2]], hue=False)
+    for b, i in enumerate((0, 2)):
+        ref = gray[b]
+        for op in order[i].tolist():
+            if op in (ops.BRIGHTNESS, ops.CONTRAST):  # saturation and hue do nothing to one channel
+                blend = TF.adjust_brightness if op == ops.BRIGHTNESS else TF.adjust_contrast
+                ref = blend(ref, float(factors[i, op]))
+        torch.testing.assert_close(out[b], ref, atol=1e-6, rtol=0)
+
+
+def test_select_is_where_by_image_bit_for_bit():
+    a, b = ops.to_float(images(4, seed=1)), ops.to_float(images(4, seed=2))
+    on = torch.tensor([True, False, False, True])
+    assert torch.equal(ops.select(on, a, b), torch.where(on.view(-1, 1, 1, 1), a, b))
+
+
+def test_blur_passes_of_cpu_and_gpu_compute_the_same_sums():
+    x = ops.to_float(images(3, size=24))
+    taps = ops.gaussian_kernels(torch.tensor([0.3, 1.0, 2.0]), torch.tensor([True, True, False]), 9)
+    padded = torch.nn.functional.pad(x, (4, 4, 4, 4), mode="reflect")
+    shifted, depthwise = ops._separable_shifted(padded, taps), ops._separable_depthwise(padded, taps)
+    assert shifted.shape == depthwise.shape == x.shape
+    torch.testing.assert_close(shifted, depthwise, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("recipe, size", [("stl10", 32), ("byol", 40)])
+def test_cpu_chunks_give_the_same_batch_as_one_pass(recipe, size, monkeypatch):
+    """On CPU a batch is augmented a few images at a time (cache); every op is per image, so the
+    result must be the whole-batch result exactly."""
+    import ablate.augment as augment
+
+    aug, x = build_augment(recipe, size, 3), images(10, size=48)
+    p = aug.sample_params(10, gen(3), view=1, in_size=(48, 48))
+    monkeypatch.setattr(augment, "CPU_CHUNK_FLOATS", 10 ** 9)
+    whole = aug.apply(x, p)
+    monkeypatch.setattr(augment, "CPU_CHUNK_FLOATS", 3 * 3 * 48 * 48)  # chunks of 3, 3, 3, 1 images
+    assert torch.equal(aug.apply(x, p), whole)
+
+
 def reference(x: torch.Tensor, p: AugmentParams, aug: BatchAugment) -> torch.Tensor:
     """The recipe per image with torchvision's functional ops and the given parameters."""
     r, outs = aug.recipe, []

@@ -31,7 +31,7 @@ class BenchSizes:
     eval_config: dict = field(default_factory=dict)
     eval_splits: Optional[tuple[int, int, int]] = None
     eval_repeats: int = 3
-    # orchestration: trivial trials per sweep, sweeps per side
+    # orchestration: trivial trials per sweep (8: the size of sweeps/smoke.yaml), sweeps per side
     orch_trials: int = 8
     orch_repeats: int = 2
     # gpu: packed trial counts, steps per timed window, warm-up steps, windows
@@ -64,15 +64,14 @@ def sizes_for(quick: bool, device: str) -> BenchSizes:
         if quick:
             return BenchSizes(repeats=3, aug_images=4096, aug_batch=256, step_config=gpu, step_k=10,
                               directpred_k=10, directpred_repeats=3, eval_config=gpu,
-                              eval_splits=(20_000, 5_000, 8_000), eval_repeats=2, orch_trials=4, orch_repeats=1,
+                              eval_splits=(20_000, 5_000, 8_000), eval_repeats=2, orch_repeats=1,
                               gpu_steps=40, gpu_warmup_steps=15, gpu_repeats=2)
         return BenchSizes(repeats=5, aug_images=8192, aug_batch=256, step_config=gpu, step_k=20,
                           directpred_k=20, directpred_repeats=5, eval_config=gpu, eval_splits=STL10_SPLITS,
-                          eval_repeats=3, orch_trials=8, orch_repeats=2)
+                          eval_repeats=3, orch_repeats=2)
     if quick:
         return BenchSizes(repeats=3, aug_images=256, aug_batch=128, step_config=DIGITS, step_k=4,
                           directpred_k=5, directpred_repeats=3, eval_config=DIGITS, eval_repeats=2,
-                          orch_trials=4, orch_repeats=1)
+                          orch_repeats=1)
     return BenchSizes(repeats=5, aug_images=1024, aug_batch=128, step_config=stl10_like(32, 32 * 5), step_k=1,
-                      directpred_k=5, directpred_repeats=2, eval_config=DIGITS, eval_repeats=3,
-                      orch_trials=4, orch_repeats=1)
+                      directpred_k=5, directpred_repeats=2, eval_config=DIGITS, eval_repeats=3)

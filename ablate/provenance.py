@@ -30,12 +30,11 @@ def git_state() -> tuple[str, bool]:
 
 @functools.cache
 def versions() -> str:
-    import torchvision
-
+    # versions from package metadata, not by importing (importing torchvision alone takes a second)
     from importlib.metadata import PackageNotFoundError, version
 
-    out = {"python": platform.python_version(), "torch": torch.__version__, "torchvision": torchvision.__version__}
-    for pkg in ("ablate", "ray", "numpy"):
+    out = {"python": platform.python_version(), "torch": torch.__version__}
+    for pkg in ("torchvision", "ablate", "ray", "numpy"):
         try:
             out[pkg] = version(pkg)
         except PackageNotFoundError:

@@ -24,12 +24,20 @@ another channel count, set ``model.conv1`` (and ``model.maxpool = nn.Identity()`
 from __future__ import annotations
 
 import torch
-import torchvision
 from torch import Tensor, nn
 
 from ablate.config import ModelConfig
 
-RESNETS = {"resnet18": torchvision.models.resnet18, "resnet50": torchvision.models.resnet50}
+RESNETS = ("resnet18", "resnet50")  # torchvision.models constructors
+
+
+def _torchvision_models():
+    """``torchvision.models``, imported on first use: importing torchvision costs about a second
+    (it loads torch._dynamo through torchvision.ops), paid by every trial process, and the
+    convnet trunk does not need it."""
+    import torchvision.models
+
+    return torchvision.models
 
 
 class ConvNet(nn.Module):
@@ -56,7 +64,7 @@ class ConvNet(nn.Module):
 
 
 def _resnet(name: str, stem: str, in_channels: int) -> nn.Module:
-    net = RESNETS[name](weights=None)
+    net = getattr(_torchvision_models(), name)(weights=None)
     if stem == "cifar":
         # SimCLR Appendix B.9 / the reference code: small first conv and no maxpool for 32x32 inputs.
         net.conv1 = nn.Conv2d(in_channels, 64, kernel_size=3, stride=1, padding=1, bias=False)
@@ -98,7 +106,7 @@ def export_state_dict(trunk: nn.Module, head_classes: int | None = None) -> dict
     plain = _unwrap(trunk)
     state = {k: v.detach().cpu().contiguous().clone() for k, v in plain.state_dict().items()}
     if head_classes is not None:
-        if not isinstance(plain, torchvision.models.ResNet):
+        if not isinstance(plain, _torchvision_models().ResNet):
             raise ValueError("head_classes applies to ResNet trunks only (torchvision has no convnet model)")
         dim = plain.feature_dim
         ref = state["conv1.weight"]
@@ -111,6 +119,6 @@ def load_trunk(state: dict[str, Tensor], cfg: ModelConfig, in_channels: int) -> 
     """Inverse of :func:`export_state_dict`: build the trunk of ``cfg`` and load ``state`` strictly.
     Any ``fc.*`` head (e.g. the blank one added by ``head_classes``) is dropped: the trunk has none."""
     trunk = build_trunk(cfg, in_channels)
-    state = {k: v for k, v in state.items() if not (k.startswith("fc.") and isinstance(trunk, torchvision.models.ResNet))}
+    state = {k: v for k, v in state.items() if not (k.startswith("fc.") and isinstance(trunk, _torchvision_models().ResNet))}
     trunk.load_state_dict(state, strict=True)
     return trunk

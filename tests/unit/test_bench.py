@@ -237,3 +237,32 @@ def test_step_flops_counts_a_whole_step_and_scales_with_the_batch():
     with FlopCounterMode(display=False) as fwd:
         pair.online(torch.rand(64, 1, 16, 16))  # both views' online forward
     assert 3.0 < a / fwd.get_total_flops() < 5.0
+
+
+def test_orchestration_splits_a_sweep_into_fixed_and_marginal_cost(monkeypatch):
+    """The orchestration section's arithmetic on canned timings (Ray is started by the CI's
+    ``ablate bench --quick``, not here): a sweep of N = 4 takes 10 s, of 4N 16 s, the loop 0.8 s,
+    Ray start + stop 3 s -> 2.5 s/trial, each further trial 0.5 s, fixed cost 8 s."""
+    from ablate import bench_sections
+    from ablate.bench import BenchContext
+
+    called = {}
+    times = {"ours": [10.0], "baseline": [0.8], "more": [16.0], "ray": [3.0]}
+
+    def canned(fns, repeats, warmup):
+        called.update(fns)
+        return {name: times[name] for name in fns}
+
+    monkeypatch.setattr(bench_sections, "interleave", canned)
+    monkeypatch.setattr("ablate.trial.run_trial", lambda cfg, report: None)
+    sizes = BenchSizes(orch_trials=4, orch_repeats=1)
+    figs = {f.what: f for f in bench_sections.bench_orchestration(BenchContext("cpu", 1, sizes, quick=False))}
+    assert set(called) == {"ours", "baseline", "more", "ray"}
+    per_trial = figs["sweep of 4 trivial trials, per trial"]
+    assert (per_trial.ours, per_trial.baseline) == (2.5, 0.2) and per_trial.verdict == "missed"
+    marginal = figs["each further trial (16 vs 4 trials)"]
+    assert marginal.ours == pytest.approx(0.5) and marginal.verdict == "met"
+    assert figs["fixed cost per sweep"].ours == pytest.approx(8.0)
+    assert figs["of which Ray start + stop"].ours == 3.0
+    quick = bench_sections.bench_orchestration(BenchContext("cpu", 1, sizes, quick=True))
+    assert [f.what for f in quick] == ["sweep of 4 trivial trials, per trial"]

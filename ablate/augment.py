@@ -218,7 +218,10 @@ class BatchAugment:
         chunk = max(1, CPU_CHUNK_FLOATS // (x.shape[1] * max(self.size, x.shape[-1]) ** 2))
         if x.device.type != "cpu" or x.shape[0] <= chunk:
             return self._apply(x, p)  # on a GPU the whole batch is one launch per op
-        return torch.cat([self._apply(x[i:i + chunk], p[i:i + chunk]) for i in range(0, x.shape[0], chunk)])
+        out = torch.empty((x.shape[0], self.channels, self.size, self.size), device=x.device)
+        for i in range(0, x.shape[0], chunk):  # each chunk copied out while it is still in cache
+            out[i:i + chunk] = self._apply(x[i:i + chunk], p[i:i + chunk])
+        return out
 
     def _apply(self, x: Tensor, p: AugmentParams) -> Tensor:
         r = self.recipe

@@ -70,7 +70,7 @@ def sizes_for(quick: bool, device: str) -> BenchSizes:
                           directpred_k=20, directpred_repeats=5, eval_config=gpu, eval_splits=STL10_SPLITS,
                           eval_repeats=3, orch_repeats=2)
     if quick:
-        return BenchSizes(repeats=3, aug_images=256, aug_batch=128, step_config=DIGITS, step_k=4,
+        return BenchSizes(repeats=3, aug_images=512, aug_batch=128, step_config=DIGITS, step_k=4,
                           directpred_k=5, directpred_repeats=3, eval_config=DIGITS, eval_repeats=2,
                           orch_repeats=1)
     return BenchSizes(repeats=5, aug_images=1024, aug_batch=128, step_config=stl10_like(32, 32 * 5), step_k=1,

@@ -189,10 +189,10 @@ def _blend_weights(factors: Tensor, order: Tensor, rgb: bool) -> Tensor:
 
     Slots 0-2 are positions 0-2 before the hue op, slots 3-5 positions 1-3 after it (nothing
     precedes position 0 or follows 3). A slot is active when its position holds a blend on its
-    side of the hue op; then out is torchvision's blend f x + (1 - f) ref with ref = 0 (brightness), the mean grey level
-    (contrast) or the grey image (saturation): the other reference gets weight exactly 0, so the
-    value is torchvision's bit for bit. Inactive slots (and saturation on one channel) get
-    (1, 0, 0): exactly the identity.
+    side of the hue op; then out is torchvision's blend f x + (1 - f) ref with ref = 0
+    (brightness), the mean grey level (contrast) or the grey image (saturation): the other
+    reference gets weight exactly 0, so each image gets exactly one of the three blends. Inactive
+    slots (and saturation on one channel) get (1, 0, 0): exactly the identity.
     """
     slot = torch.arange(6, device=order.device)  # built on the device: no host-to-device copy per batch
     before = slot < 3

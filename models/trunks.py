@@ -119,6 +119,7 @@ def load_trunk(state: dict[str, Tensor], cfg: ModelConfig, in_channels: int) -> 
     """Inverse of :func:`export_state_dict`: build the trunk of ``cfg`` and load ``state`` strictly.
     Any ``fc.*`` head (e.g. the blank one added by ``head_classes``) is dropped: the trunk has none."""
     trunk = build_trunk(cfg, in_channels)
-    state = {k: v for k, v in state.items() if not (k.startswith("fc.") and isinstance(trunk, _torchvision_models().ResNet))}
+    if cfg.trunk in RESNETS:  # build_trunk's ResNets have fc = Identity: no parameters
+        state = {k: v for k, v in state.items() if not k.startswith("fc.")}
     trunk.load_state_dict(state, strict=True)
     return trunk

@@ -5,7 +5,6 @@ job with one worker per node; impossible resources and node-local storage are re
 from __future__ import annotations
 
 import math
-import textwrap
 import threading
 import time
 from pathlib import Path
@@ -20,17 +19,9 @@ from ablate.runner import fitting_trials, run_sweep
 from ablate.sweep import load_sweep
 from ablate.trial import run_trial
 
-pytestmark = pytest.mark.system
+from tiny_sweeps import TINY_BASE, write_sweep
 
-BASE = """\
-base:
-  data: {name: digits}
-  model: {width: 16}
-  projector: {hidden_dim: 32, out_dim: 16}
-  optim: {lr: 0.05}
-  train: {epochs: 2, steps_per_epoch: 2, batch_size: 64, device: cpu, threads: 1}
-  eval: {every: 1, probe_epochs: 2}
-"""
+pytestmark = pytest.mark.system
 
 
 @pytest.fixture(scope="module")
@@ -48,12 +39,6 @@ def cluster():
     c.shutdown()
 
 
-def sweep_file(tmp_path: Path, name: str, body: str, base: str = BASE) -> Path:
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(f"name: {name}\n{base}{textwrap.dedent(body)}")
-    return path
-
-
 def run(cluster, path: Path, storage: Path, **kw):
     c, _ = cluster
     return run_sweep(load_sweep(path), address=c.address, storage=str(storage), shared_storage_ok=True, **kw)
@@ -68,12 +53,12 @@ def test_fitting_trials_counts_bundles_node_by_node():
 
 
 def test_a_trial_no_node_can_hold_is_refused(cluster, tmp_path):
-    path = sweep_file(tmp_path, "big", "resources: {cpu: 2}\n")
+    path = write_sweep(tmp_path, "big", "resources: {cpu: 2}\n")
     with pytest.raises(UserError, match=r"resources per trial \{'CPU': 2\.0\} fit on no node of the Ray cluster "
                                         r"\(CPU 1, GPU 0; CPU 1, GPU 0\)"):
         run(cluster, path, tmp_path / "res")
-    wide = sweep_file(tmp_path, "wide", "resources: {cpu: 3, workers: 3}\n",
-                      BASE.replace("batch_size: 64", "batch_size: 63"))
+    wide = write_sweep(tmp_path, "wide", "resources: {cpu: 3, workers: 3}\n",
+                      TINY_BASE.replace("batch_size: 64", "batch_size: 63"))
     with pytest.raises(UserError, match=r"3 data-parallel workers of \{'CPU': 1\.0\} each fit on no node"):
         run(cluster, wide, tmp_path / "res")
     assert not list((tmp_path / "res").rglob("*.parquet"))
@@ -81,7 +66,7 @@ def test_a_trial_no_node_can_hold_is_refused(cluster, tmp_path):
 
 def test_node_local_storage_is_refused_on_a_multi_node_cluster(cluster, tmp_path):
     c, _ = cluster
-    path = sweep_file(tmp_path, "local", "seeds: [0]\n")
+    path = write_sweep(tmp_path, "local", "seeds: [0]\n")
     with pytest.raises(UserError, match=r"has 2 nodes but storage .* is not shared \(/tmp is node-local\); "
                                         r".*--shared-storage-ok"):
         run_sweep(load_sweep(path), address=c.address, storage=str(tmp_path / "res"))
@@ -90,8 +75,8 @@ def test_node_local_storage_is_refused_on_a_multi_node_cluster(cluster, tmp_path
 def test_a_data_parallel_trial_runs_as_a_ray_train_job_across_both_nodes(cluster, tmp_path):
     """2 workers x 1 CPU: one on each node (gloo over TCP). With sync_bn the rank-0 loss curve is
     the single-process one on the same global batch (float summation order only: rel 1e-4)."""
-    base = BASE.replace("model: {width: 16}", "model: {width: 16, sync_bn: true}")
-    path = sweep_file(tmp_path, "ddp", """\
+    base = TINY_BASE.replace("model: {width: 16}", "model: {width: 16, sync_bn: true}")
+    path = write_sweep(tmp_path, "ddp", """\
         resources: {cpu: 2, workers: 2}
         checkpoint: {every: 1, keep: 1}
         seeds: [0]
@@ -115,9 +100,11 @@ def test_trials_spread_over_both_nodes_and_a_lost_node_resumes_its_trial_from_a_
     worker node is removed: its trial fails, is retried (max_failures) on the head node once that is
     free, continues from its checkpoint, and every trial ends with each epoch's row exactly once."""
     c, worker = cluster
-    base = BASE.replace("epochs: 2, steps_per_epoch: 2", "epochs: 8, steps_per_epoch: 4").replace(
-        "every: 1, probe_epochs: 2", "every: 4, probe_epochs: 2")
-    path = sweep_file(tmp_path, "spread", """\
+    # 24 short epochs: the trial whose actor starts first must not finish (and drop its checkpoints)
+    # before the other one, started a few seconds later on the other node, has stored one
+    base = TINY_BASE.replace("epochs: 2, steps_per_epoch: 2", "epochs: 24, steps_per_epoch: 4").replace(
+        "every: 1, probe_epochs: 2", "every: 8, probe_epochs: 2")
+    path = write_sweep(tmp_path, "spread", """\
         grid:
           optim.lr: [0.03, 0.05]
         seeds: [0]
@@ -162,11 +149,11 @@ def test_trials_spread_over_both_nodes_and_a_lost_node_resumes_its_trial_from_a_
     df = pd.read_parquet(results)
     assert df.trial_id.nunique() == 2
     for tid, rows in df.groupby("trial_id"):
-        assert sorted(rows.epoch) == [4, 8] and rows.is_final.sum() == 1, tid  # evaluated epochs once each
+        assert sorted(rows.epoch) == [8, 16, 24] and rows.is_final.sum() == 1, tid  # evaluated epochs once each
     resumed = df[df.resumed_from_epoch.notna()]
     assert resumed.trial_id.nunique() == 1  # the trial of the removed node, not the other one
     epoch = int(resumed.resumed_from_epoch.iloc[0])
-    assert 1 <= epoch < 8
+    assert 1 <= epoch < 24
     rows = df[df.trial_id == resumed.trial_id.iloc[0]]
     assert rows[rows.epoch > epoch].resumed_from_epoch.eq(epoch).all()
     assert rows[rows.epoch <= epoch].resumed_from_epoch.isna().all()  # not recomputed after the loss

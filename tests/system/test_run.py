@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -21,17 +20,9 @@ from ablate.expand import expand
 from ablate.store import RunLock
 from ablate.sweep import load_sweep
 
-pytestmark = pytest.mark.system
+from tiny_sweeps import write_sweep
 
-FAST_BASE = """\
-base:
-  data: {name: digits}
-  model: {width: 16}
-  projector: {hidden_dim: 32, out_dim: 16}
-  optim: {lr: 0.05}
-  train: {epochs: 2, steps_per_epoch: 2, batch_size: 64, device: cpu, threads: 1}
-  eval: {every: 1, probe_epochs: 2}
-"""
+pytestmark = pytest.mark.system
 
 
 @pytest.fixture(scope="session")
@@ -44,12 +35,6 @@ def ray_local():
                  configure_logging=False)
     yield
     ray.shutdown()
-
-
-def write_sweep(tmp_path: Path, name: str, body: str) -> Path:
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(f"name: {name}\n{FAST_BASE}{textwrap.dedent(body)}")
-    return path
 
 
 def rows_of(results: Path) -> pd.DataFrame:

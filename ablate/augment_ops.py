@@ -121,27 +121,6 @@ def grayscale(x: Tensor) -> Tensor:
     return r.mul(0.2989).add_(g, alpha=0.587).add_(b, alpha=0.114).unsqueeze(-3)
 
 
-def _blend(x: Tensor, ref: Tensor, factor: Tensor) -> Tensor:
-    """torchvision's ``_blend``: factor * x + (1 - factor) * ref, clamped to [0, 1]; factor 1 is exact identity."""
-    f = _view(factor)
-    return (x * f).add_(ref * (1.0 - f)).clamp_(0.0, 1.0)
-
-
-def adjust_brightness(x: Tensor, factor: Tensor) -> Tensor:
-    return _blend(x, torch.zeros((), device=x.device), factor)
-
-
-def adjust_contrast(x: Tensor, factor: Tensor) -> Tensor:
-    gray = grayscale(x) if x.shape[1] == 3 else x
-    return _blend(x, gray.mean(dim=(-3, -2, -1), keepdim=True), factor)
-
-
-def adjust_saturation(x: Tensor, factor: Tensor) -> Tensor:
-    if x.shape[1] == 1:  # torchvision (and PIL) leave one-channel images unchanged
-        return x
-    return _blend(x, grayscale(x), factor)
-
-
 def _mod6(k: Tensor) -> Tensor:
     """k mod 6 as k - 6 floor(k / 6): three cheap passes where ``torch.remainder`` (an exact
     fmod) costs ten times one multiply on CPU."""
@@ -215,6 +194,27 @@ def _blend_slot(x: Tensor, w: Tensor) -> Tensor:
     if x.shape[1] == 3:
         ref = torch.addcmul(ref, gray, w_saturation)  # (B, 1, H, W)
     return (x * f).add_(ref).clamp_(0.0, 1.0)
+
+
+def _blend_op(x: Tensor, op: int, factor: Tensor) -> Tensor:
+    """One ColorJitter blend (``op``: brightness, contrast or saturation) with per-image factors
+    (B,), through the same :func:`_blend_slot` the jitter uses."""
+    if op == SATURATION and x.shape[1] == 1:  # torchvision (and PIL) leave one channel unchanged
+        return x
+    rest, zero = 1.0 - factor, torch.zeros_like(factor)
+    return _blend_slot(x, torch.stack((factor, rest if op == CONTRAST else zero, rest if op == SATURATION else zero), 1))
+
+
+def adjust_brightness(x: Tensor, factor: Tensor) -> Tensor:
+    return _blend_op(x, BRIGHTNESS, factor)
+
+
+def adjust_contrast(x: Tensor, factor: Tensor) -> Tensor:
+    return _blend_op(x, CONTRAST, factor)
+
+
+def adjust_saturation(x: Tensor, factor: Tensor) -> Tensor:
+    return _blend_op(x, SATURATION, factor)
 
 
 def color_jitter(x: Tensor, factors: Tensor, order: Tensor, on: Tensor, hue: bool = True) -> Tensor:

@@ -278,8 +278,9 @@ def gaussian_blur(x: Tensor, sigma: Tensor, on: Tensor, kernel_size: int) -> Ten
 
 def _separable_shifted(padded: Tensor, taps: Tensor) -> Tensor:
     """The two passes as k multiply-adds of shifted views each: the same sums as the depthwise
-    convolution, 3-4x faster on CPU than ``conv2d`` with B*C groups (measured 10.5 vs 43 ms per
-    128 images of 3x96x96, one thread); on a GPU it would be 2k launches instead of 2."""
+    convolution, 4x faster on CPU than ``conv2d`` with B*C groups on the augmentation's
+    cache-sized chunks (10.5 vs 43 ms per 128 images of 3x96x96 in chunks of 18, one thread; 1.7x
+    on the whole batch at once); on a GPU it would be 2k launches instead of 2."""
     k = taps.shape[1]
     h, w = padded.shape[-2] - k + 1, padded.shape[-1] - k + 1
     t = taps.view(-1, 1, 1, 1, k)  # (B, 1, 1, 1, k)

@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup smoke test bench clean-venv
+.PHONY: setup smoke test lint bench clean-venv
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -20,6 +20,13 @@ smoke: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# The house rules besides the tests: style (ruff), the rooms' layers (import-linter), dead code (vulture).
+lint: $(STAMP)
+	$(BIN)/ruff check ablate models tests
+	$(BIN)/ruff format --check ablate models tests
+	$(BIN)/lint-imports --no-cache
+	$(BIN)/vulture
 
 bench: $(STAMP)
 	$(BIN)/ablate bench --quick

@@ -8,9 +8,48 @@ The Python API (:mod:`ablate.api`) is re-exported here for notebooks::
     ablate.table(summary.results_dir)
 
 Importing ``ablate`` is cheap: the API loads torch, pandas and Ray only when a function needs them.
+The rooms, each a subpackage with one job, in the order data flows: ``config`` (what a trial is),
+``sweep`` (which trials a sweep makes), ``runner`` (Ray Tune runs them), ``train`` / ``theory`` (one
+trial), ``models`` (networks), ``results`` (rows in Parquet), ``analysis`` (tables, figures,
+reports), ``benchmark``, ``cluster``.
 """
-from ablate.api import (TableView, check, compare_arms, compare_sweeps, expand_sweep, export_trunk, figures,
-                        load_exported, load_results, load_sweep, run, run_trial, table)
 
-__all__ = ["load_sweep", "check", "expand_sweep", "run", "run_trial", "load_results", "table", "TableView",
-           "figures", "compare_sweeps", "compare_arms", "export_trunk", "load_exported"]
+from ablate.api import (
+    bench,
+    check,
+    compare_arms,
+    compare_sweeps,
+    expand_sweep,
+    export_trunk,
+    figures,
+    load_exported,
+    load_results,
+    load_sweep,
+    plot,
+    report,
+    run,
+    run_trial,
+    status,
+    submit,
+    table,
+)
+
+__all__ = [
+    "load_sweep",
+    "check",
+    "expand_sweep",
+    "run",
+    "run_trial",
+    "load_results",
+    "status",
+    "table",
+    "figures",
+    "plot",
+    "report",
+    "compare_sweeps",
+    "compare_arms",
+    "export_trunk",
+    "load_exported",
+    "submit",
+    "bench",
+]

@@ -1,311 +1,333 @@
-"""The ``ablate`` command line. Each subcommand is a thin layer over a library function.
+"""The ``ablate`` command line: one argparse parser, and every command a thin call into :mod:`ablate.api`.
 
 User mistakes (``UserError``) print one line ``ablate: error: ...`` and exit with code 2, never a
-traceback. Subcommands import their heavy modules lazily so ``ablate --help`` stays fast.
+traceback. The API imports its rooms on use, so ``ablate --help`` stays fast.
 """
+
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
+from typing import Any
 
+from ablate import api
+from ablate.config.tree import parse_set
 from ablate.errors import UserError
+from ablate.results.layout import BENCH_DIR
 
-COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
+Command = Callable[[argparse.Namespace], int]
+COMMANDS: dict[str, Command] = {}
 
 
-def command(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+def command(fn: Command) -> Command:
     COMMANDS[fn.__name__.removeprefix("cmd_")] = fn
     return fn
 
 
-def add_set(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config key by its dotted path, e.g. --set optim.lr=0.05 (repeatable)")
-
-
-# ---------------------------------------------------------------- ablate trial
+# ---------------------------------------------------------------- running
 @command
 def cmd_trial(args: argparse.Namespace) -> int:
-    from ablate.config import TrialConfig, load_trial_config
-    from ablate.configtree import Source, load_yaml, merge, parse_set
-    from ablate.results import SSL_METRICS, schema_for, write_trial
-    from ablate.rows import failed_row
-    from ablate.store import ArtifactStore
-    from ablate.trial import run_trial
-
-    tree: dict = {}
-    src = Source("--set")
-    if args.config:
-        tree, lines = load_yaml(args.config)
-        if not isinstance(tree, dict):
-            raise UserError(f"{args.config}: expected a mapping of config keys, e.g. 'optim: {{lr: 0.03}}'")
-        src = Source(str(args.config), lines)
-    tree = merge(tree, parse_set(args.sets))
-    cfg = load_trial_config(tree, src)
-    schema = schema_for(TrialConfig, SSL_METRICS)
-    out = Path(args.out)
-    rows: list[dict] = []
-
-    def report(row: dict) -> None:
-        rows.append(row)
-        write_trial(out.parent, out.stem, rows, schema)  # after every row: a crash keeps what was done
-        print(format_row(row), flush=True)
-
-    if out.suffix != ".parquet":
-        raise UserError(f"--out {out}: expected a .parquet file name, e.g. --out trial.parquet")
     try:
-        run_trial(cfg, report, artifacts=ArtifactStore(out.parent / "_weights" / out.stem))
+        df = api.run_trial(
+            args.config, parse_set(args.sets), report=lambda row: print(format_row(row), flush=True), out=args.out
+        )
     except UserError:
         raise
-    except Exception as e:  # the trial failed: keep its rows and record why
-        rows.append(failed_row(cfg, "ssl", f"{type(e).__name__}: {e}"))
-        write_trial(out.parent, out.stem, rows, schema)
+    except Exception as e:  # the trial failed: its rows and a failed row are in --out
         print(f"trial failed: {type(e).__name__}: {e}", file=sys.stderr)
         return 1
-    print(f"wrote {len(rows)} rows to {out}")
-    return 0 if rows and rows[-1]["status"] == "ok" else 1
+    print(f"wrote {len(df)} rows to {args.out}")
+    return 0 if len(df) and df["status"].iloc[-1] == "ok" else 1
 
 
 def format_row(row: dict) -> str:
     """One line per evaluated epoch."""
+
     def f(key: str, spec: str = ".3f") -> str:
         v = row.get(key)
         return "-" if v is None else format(v, spec)
 
     if row.get("status") != "ok":
         return f"epoch {row.get('epoch')}: {row.get('status')}: {row.get('error')}"
-    return (f"epoch {row['epoch']:>3}  loss {f('loss')}  probe {f('probe_top1')} (best {f('probe_top1_best')})"
-            f"  knn {f('knn_top1')}  z_std {f('z_std')}  {f('images_per_s', '.0f')} img/s  {f('wall_s', '.1f')}s")
-
-
-# ---------------------------------------------------------------- sweeps
-def load(args: argparse.Namespace, validate_paths: bool = True):
-    """The sweep named on the command line (a file, or a results folder: the sweep as it was run),
-    with its ``--set`` overrides applied (:func:`ablate.api.load_sweep`)."""
-    from ablate.api import load_sweep
-    from ablate.configtree import parse_set
-
-    return load_sweep(args.sweep, parse_set(getattr(args, "sets", [])), validate_paths=validate_paths)
+    return (
+        f"epoch {row['epoch']:>3}  loss {f('loss')}  probe {f('probe_top1')} (best {f('probe_top1_best')})"
+        f"  knn {f('knn_top1')}  z_std {f('z_std')}  {f('images_per_s', '.0f')} img/s  {f('wall_s', '.1f')}s"
+    )
 
 
 @command
 def cmd_check(args: argparse.Namespace) -> int:
-    from ablate.expand import describe, expand
-
-    sweep = load(args, validate_paths=not args.no_data)
-    print(describe(sweep, [] if sweep.search else expand(sweep)))
-    from ablate.memory import memory_line
-
-    line = memory_line(sweep)
-    if line:
-        print(line)
-    if args.address:
-        from ablate.runner import _init_ray, check_feasible, results_location, trial_resources
-        from ablate.store import log_dir
-
-        _init_ray(args.address, log_dir(results_location(sweep), sweep.name))
-        check_feasible(trial_resources(sweep))
-        print(f"resources fit on the cluster at {args.address}")
+    print(api.check(args.sweep, parse_set(args.sets), validate_paths=not args.no_data, address=args.address))
     return 0
 
 
 @command
 def cmd_run(args: argparse.Namespace) -> int:
-    from ablate.runner import run_sweep
+    from ablate.results.layout import SweepDir
+    from ablate.runner.trackers import parse_log, tracker_notes
 
-    from ablate.trackers import parse_log, tracker_notes
-
-    sweep = load(args)
     log = parse_log(args.log) if args.log is not None else None
-    summary = run_sweep(sweep, address=args.address, max_concurrent=args.max_concurrent,
-                        restart=args.restart, storage=args.storage, shared_storage_ok=args.shared_storage_ok,
-                        log=log, tracking_uri=args.tracking_uri)
-    done = summary.total - len(summary.failed)
-    print(f"{sweep.name}: {summary.ran} trials run, {summary.skipped} already done, "
-          f"{len(summary.failed)} failed -> {summary.results_dir}")
-    for tid, err in summary.failed.items():
-        print(f"  failed {tid}: {err.splitlines()[-1] if err else ''}")
-    if summary.interrupted:
-        print("interrupted: finished trials are saved; run the same command again to resume")
-    elif not summary.failed and done and sweep.table is not None and not args.no_table:
-        from ablate.tables import print_table
-
-        print(print_table(summary.results_dir, sweep))
-    if isinstance(summary.results_dir, Path):
-        for line in tracker_notes(log if log is not None else sweep.logging, summary.results_dir, args.tracking_uri):
+    keys = ("storage", "address", "max_concurrent", "restart", "shared_storage_ok", "tracking_uri")
+    summary = api.run(args.sweep, parse_set(args.sets), log=log, **_pick(args, *keys))
+    print(summary.describe())
+    sweep, folder = summary.sweep, SweepDir.at(summary.results_dir)
+    if not summary.interrupted and not summary.failed and sweep.table is not None and not args.no_table:
+        print(api.table(folder.loc))
+    if folder.loc.local is not None:
+        for line in tracker_notes(log if log is not None else sweep.logging, folder, args.tracking_uri):
             print(line)
     return summary.exit_code
 
 
 @command
-def cmd_status(args: argparse.Namespace) -> int:
-    from ablate.runner import results_dir
-    from ablate.status import render_status, trial_states
+def cmd_submit(args: argparse.Namespace) -> int:
+    slurm = _pick(args, "nodes", "gpus_per_node", "time", "partition", "account", "grace", "max_requeues")
+    if args.cpus_per_task is not None:
+        slurm["cpus_per_task"] = args.cpus_per_task
+    keys = ("storage", "sets", "max_concurrent", "shared_storage_ok", "dry_run")
+    api.submit(args.sweep, sbatch_args=tuple(args.sbatch_args), **_pick(args, *keys), **slurm)
+    return 0
 
-    sweep = load(args, validate_paths=False)
-    root = Path(args.sweep) if Path(args.sweep).is_dir() else results_dir(sweep, args.storage)
-    print(render_status(trial_states(sweep, root), root))
+
+@command
+def cmd_bench(args: argparse.Namespace) -> int:
+    from ablate.benchmark.suite import render_bench
+
+    df = api.bench(**_pick(args, "quick", "device", "only", "out", "threads"))
+    print(render_bench(df))
+    print(f"wrote {df.attrs['path']}")
     return 0
 
 
 # ---------------------------------------------------------------- analysis
-def results_root(args: argparse.Namespace, sweep) -> Path:
-    """The results folder named on the command line, or the one the sweep file writes to."""
-    from ablate.runner import results_dir
-
-    return Path(args.sweep) if Path(args.sweep).is_dir() else results_dir(sweep, getattr(args, "storage", None))
+@command
+def cmd_status(args: argparse.Namespace) -> int:
+    print(api.status(args.sweep, storage=args.storage))
+    return 0
 
 
 @command
 def cmd_table(args: argparse.Namespace) -> int:
-    from ablate.tables import print_table
-
-    sweep = load(args, validate_paths=False)
-    paper = args.paper if args.paper not in (None, "") else None
-    print(print_table(results_root(args, sweep), sweep, fmt=args.format, paper=paper or False,
-                      protocol=args.protocol))
+    paper = args.paper if args.paper not in (None, "") else False
+    print(api.table(args.sweep, paper=paper, protocol=args.protocol, storage=args.storage).render(args.format))
     return 0
 
 
 @command
 def cmd_plot(args: argparse.Namespace) -> int:
-    from ablate.plots import plot_results
-
-    sweep = load(args, validate_paths=False)
-    paths = plot_results(results_root(args, sweep), sweep, Path(args.out) if args.out else None,
-                         formats=tuple(args.format.split(",")))
-    for p in paths:
+    for p in api.plot(args.sweep, args.out, formats=tuple(args.format.split(",")), storage=args.storage):
         print(p)
     return 0
 
 
 @command
 def cmd_report(args: argparse.Namespace) -> int:
-    from ablate.report import report_sweep
-
-    sweep = load(args, validate_paths=False)
-    out = report_sweep(results_root(args, sweep), sweep, args.format, Path(args.out) if args.out else None,
-                       paper=False if args.no_paper else None)
-    print(out)
+    print(api.report(args.sweep, args.format, args.out, paper=False if args.no_paper else None, storage=args.storage))
     return 0
 
 
 @command
-def cmd_submit(args: argparse.Namespace) -> int:
-    from ablate.cluster.slurm import cmd_submit as submit
-
-    return submit(args)
-
-
-@command
-def cmd_bench(args: argparse.Namespace) -> int:
-    from ablate.bench import cmd_bench as bench
-
-    return bench(args)
-
-
-@command
 def cmd_export(args: argparse.Namespace) -> int:
-    from ablate.export import cmd_export as export
+    from ablate.analysis.export import describe_export
 
-    return export(args)
+    keys = ("mode", "to", "storage", "epoch", "head_classes")
+    out = api.export_trunk(args.results, trial_id=args.trial, best=args.best, **_pick(args, *keys))
+    print(describe_export(out, args.best or "probe_top1_best"))
+    return 0
 
 
 @command
 def cmd_compare(args: argparse.Namespace) -> int:
-    from ablate.compare import cmd_compare as compare
+    from ablate.analysis.compare import DEFAULT_METRIC, summary_lines
 
-    return compare(args)
+    metric = args.metric or DEFAULT_METRIC
+    scale = args.scale if args.scale is not None else (100.0 if "top" in metric else 1.0)
+    where, arms = parse_set(args.where), (parse_set(args.arm_a), parse_set(args.arm_b))
+    if args.b is None:
+        if not (arms[0] and arms[1]):
+            raise UserError(
+                "compare: give a second results folder, or two arms of one folder with --a KEY=VALUE and --b KEY=VALUE"
+            )
+        print(api.compare_arms(args.a, *arms, metric=metric, where=where, confidence=args.confidence).summary(scale))
+        return 0
+    if arms[0] or arms[1]:
+        raise UserError("compare: --a/--b pick arms within ONE results folder; with two folders use --where")
+    by = [k.strip() for k in args.by.split(",") if k.strip()] if args.by else None
+    labels = (Path(args.a).name, Path(args.b).name)
+    result = api.compare_sweeps(args.a, args.b, metric, where=where, by=by, confidence=args.confidence, labels=labels)
+    print("\n".join(summary_lines(result, by, scale)))
+    return 0
+
+
+def _pick(args: argparse.Namespace, *names: str) -> dict[str, Any]:
+    """The parsed flags ``names`` as keyword arguments of the API call they go to."""
+    return {name: getattr(args, name) for name in names}
 
 
 # ---------------------------------------------------------------- parser
+def opt(flag: str, help: str, **kw: Any) -> tuple[str, dict[str, Any]]:
+    """One argument of a command: its flag (or positional name), help and argparse keywords."""
+    return flag, {"help": help, **kw}
+
+
+# fmt: off
+FLAG = {"action": "store_true"}
+SOURCE = opt("sweep", "sweep file or results folder (a path or a URI)")
+SETS = opt("--set", "override a config key by its dotted path, e.g. --set optim.lr=0.05 (repeatable)",
+           dest="sets", action="append", default=[], metavar="KEY=VALUE")
+STORAGE = opt("--storage", "results location the sweep was run with (a path or a pyarrow URI)")
+# command -> (help, description, arguments); the handler is cmd_<command>. A table, laid out by hand.
+PARSERS: dict[str, tuple[str, str, list[tuple[str, dict[str, Any]]]]] = {
+    "trial": ("run one pretraining trial in-process and write its rows to Parquet",
+              "Run one pretraining trial in this process. Prints a line per evaluated epoch and writes the rows "
+              "(results schema) to --out.", [
+                  opt("config", "optional YAML file of config overrides (sparse trial config)", nargs="?"),
+                  SETS, opt("--out", "Parquet file for the rows (default: trial.parquet)", default="trial.parquet")]),
+    "check": ("validate a sweep file and print its trials, axes and resources",
+              "Validate a sweep file completely (keys, types, ranges, dataset paths) and print the number of trials, "
+              "the axes and the resources per trial. Starts nothing.", [
+                  SOURCE, SETS, opt("--no-data", "skip the dataset-path checks", **FLAG),
+                  opt("--address", "also check the resources against this Ray cluster (auto or HOST:PORT)")]),
+    "run": ("run a sweep with Ray Tune into results/<sweep>/ (resumes by default)",
+            "Run every trial of the sweep that is not finished yet with Ray Tune and write results/<sweep>/ (a "
+            "Parquet dataset). Running it again resumes.", [
+                opt("sweep", "sweep file (or a results folder: the sweep it ran, into itself)"), SETS,
+                opt("--max-concurrent", "at most N trials at once", type=int),
+                opt("--address", "attach to an existing Ray cluster (auto or HOST:PORT)"),
+                opt("--restart", "move the old results aside and start over", **FLAG),
+                opt("--storage", "results location instead of results/: a path or a pyarrow URI (s3://bucket/x)"),
+                opt("--shared-storage-ok", "accept storage not recognised as shared on a multi-node cluster", **FLAG),
+                opt("--log", "trackers, comma-separated: tensorboard,mlflow,wandb (instead of the sweep's logging:)",
+                    metavar="TRACKERS"),
+                opt("--tracking-uri", "MLflow tracking URI (default: a SQLite store in the results)"),
+                opt("--no-table", "do not print the table at the end", **FLAG)]),
+    "status": ("show done / failed / diverged / missing trials of a sweep",
+               "Show which trials of a sweep are done, failed (with their error), diverged, interrupted or missing, "
+               "with their axis values.", [SOURCE, STORAGE]),
+    "table": ("print a sweep's table in the paper's layout (mean ± std over seeds)",
+              "Print the sweep's table (its table: block) from the final rows of every trial: mean ± std (n seeds) "
+              "per cell; partial sweeps show what they have.", [
+                  SOURCE, opt("--format", "output format (default: terminal)", default="terminal",
+                              choices=["terminal", "markdown", "latex", "csv", "html"]),
+                  opt("--paper", "add the paper's number and the difference to every cell (optionally: a reference "
+                      "CSV)", nargs="?", const=True),
+                  opt("--protocol", "probe protocol: best of probe epochs (the paper's, default) or final probe "
+                      "epoch", choices=["best", "final"]), STORAGE]),
+    "plot": ("write the sweep's figures (PNG and PDF)",
+             "Accuracy and z_std vs epoch per arm (band over seeds), eigen-alignment and the spectra of F and W_p "
+             "over training (paper Fig. 2).", [
+                 SOURCE, opt("--out", "folder for the figures (default: results/<sweep>/_figures)"),
+                 opt("--format", "comma-separated: png,pdf", default="png,pdf"), STORAGE]),
+    "report": ("write one self-contained HTML (or Markdown) report of a sweep",
+               "Table, figures, the sweep file and provenance (git sha, versions, device, wall time) in one file.", [
+                   SOURCE, opt("--format", "self-contained HTML (figures embedded) or Markdown with a figures folder",
+                               default="html", choices=["html", "markdown"]),
+                   opt("--out", "output file (default: results/<sweep>/_report.html)"),
+                   opt("--no-paper", "leave the paper's numbers out", **FLAG), STORAGE]),
+    "submit": ("submit a sweep as a SLURM job (a Ray cluster over --nodes nodes running ablate run)",
+               "Write an sbatch script that starts Ray on every node of the allocation (head on the first, workers on "
+               "the others), runs `ablate run` against it and stops Ray; submit it with sbatch. Submitting again "
+               "resumes: finished trials are skipped. The script and the job's log go to <storage>/<sweep>/_slurm/.", [
+                   opt("sweep", "sweep file, or a results folder (resubmits exactly its trials)"),
+                   opt("--slurm", "submit to SLURM (the only scheduler so far; the default)", **FLAG), SETS,
+                   opt("--nodes", "nodes, one Ray runtime each (default 1)", type=int, default=1),
+                   opt("--cpus-per-task", "CPUs per node for Ray (default: the sweep's resources.cpu)", type=int),
+                   opt("--gpus-per-node", "GPUs per node (default 0: no GPU line)", type=int, default=0),
+                   opt("--time", "time limit, e.g. 24:00:00 or 1-12:00:00 (default: the partition's)"),
+                   opt("--partition", "SLURM partition"), opt("--account", "SLURM account to charge"),
+                   opt("--storage", "results location all nodes see (default: the sweep's storage:, else results/)"),
+                   opt("--shared-storage-ok", "trust that --storage is on a filesystem every node mounts, where ablate "
+                       "cannot tell (multi-node runs otherwise refuse node-local storage)", **FLAG),
+                   opt("--max-concurrent", "at most N trials at once (passed to ablate run)", type=int),
+                   opt("--grace", "seconds before --time at which the sweep is stopped and saved (default 120; 0 = "
+                       "none)", type=int, default=120),
+                   opt("--max-requeues", "when --time runs out, requeue the job itself up to N times (default 0)",
+                       type=int, default=0),
+                   opt("--sbatch-arg", "extra #SBATCH option, e.g. --sbatch-arg=--qos=high (repeatable)",
+                       dest="sbatch_args", action="append", default=[], metavar="--OPTION[=VALUE]"),
+                   opt("--dry-run", "print the script; write and submit nothing", **FLAG)]),
+    "bench": ("measure every cost of a sweep against a baseline (augmentation, step, DirectPred, evaluation, "
+              "orchestration, GPU packing)",
+              "Time each part of a sweep against a baseline measured in the same run (interleaved repeats, medians "
+              "after warm-up; ratios hold on noisy shared machines). Prints one table and writes "
+              "results/bench/bench-<time>-<device>.parquet.", [
+                  opt("--quick", "small sizes: about a minute on 2 CPU cores (CI)", **FLAG),
+                  opt("--device", "where ours runs (default: cuda when available)", default="auto",
+                      choices=["auto", "cpu", "cuda"]),
+                  opt("--only", "run only these sections: augment, step, directpred, eval, orchestration, gpu",
+                      metavar="SECTION[,..]"),
+                  opt("--out", f"folder for the Parquet file (default: {BENCH_DIR})", default=str(BENCH_DIR)),
+                  opt("--threads", "torch threads for ours and DataLoader workers for the baseline (default: all "
+                      "cores)", type=int)]),
+    "export": ("write a trial's pretrained trunk as a plain state_dict (+ JSON sidecar)",
+               "Write the final online trunk of one trial as a plain state_dict that loads with strict=True into "
+               "torchvision.models.resnet18() (fc = Identity) or the trunk's own constructor, with a JSON sidecar "
+               "holding the trial's config, final metrics, provenance and the lines that load it. Needs the trial's "
+               "saved weights (save.weights: final, the default).", [
+                   opt("results", "results folder of the sweep (results/<sweep>), or the sweep file"),
+                   opt("--trial", "trial id, or a unique prefix of it (see ablate status)", metavar="ID"),
+                   opt("--best", "the finished trial with the best final METRIC (give --trial or --best)",
+                       metavar="METRIC"),
+                   opt("--mode", "with --best: larger (max) or smaller (min) is better", default="max",
+                       choices=["max", "min"]),
+                   opt("--to", "output .pt file (default: trunk_<trial_id>.pt); the sidecar is <name>.json",
+                       metavar="FILE"),
+                   opt("--epoch", "export the weights saved after epoch N (save.weights: every)", type=int,
+                       metavar="N"),
+                   opt("--head-classes", "add a blank N-class fc (loads into an unmodified torchvision resnet)",
+                       type=int, metavar="N"),
+                   opt("--storage", "with a sweep file: the results location it was run with")]),
+    "compare": ("is a gap real? Welch's t-test over seeds between two sweeps or two arms",
+                "Difference of means over seeds with its confidence interval, Welch's t, dof and p. Two results "
+                "folders: A - B (optionally per cell with --by). One folder with --a/--b: two arms of that sweep, "
+                "each picked by config values. Each trial's final row counts once.", [
+                    opt("a", "results folder (or .parquet file) of A"),
+                    opt("b", "results folder of B (leave out to compare two arms of A with --a/--b)", nargs="?"),
+                    opt("--metric", "result column to compare (default: probe_top1_best)", metavar="M"),
+                    opt("--where", "keep only trials with this config value, on both sides (repeatable)",
+                        action="append", default=[], metavar="KEY=VALUE"),
+                    opt("--a", "config values of arm A within one folder (repeatable)", dest="arm_a",
+                        action="append", default=[], metavar="KEY=VALUE"),
+                    opt("--b", "config values of arm B within one folder (repeatable)", dest="arm_b",
+                        action="append", default=[], metavar="KEY=VALUE"),
+                    opt("--by", "comma-separated config keys: one test per cell (two folders)", metavar="KEY[,KEY]"),
+                    opt("--confidence", "confidence level of the interval (default 0.95)", type=float, default=0.95,
+                        metavar="C"),
+                    opt("--scale", "display factor (default: 100 for accuracies, 1 otherwise)", type=float,
+                        metavar="S")]),
+}
+EXAMPLES = {
+    "export": "examples:\n  ablate export results/stl10_predictor --best probe_top1_best --to trunk.pt\n"
+              "  ablate export results/smoke --trial 3f2a --to smoke_trunk.pt",
+    "compare": "examples:\n  ablate compare results/stl10_predictor --a predictor.name=directpred --b predictor.name="
+               "linear\n  ablate compare results/run1 results/run2 --metric knn_top1 --where predictor.name=directpred",
+}
+# fmt: on
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="ablate", description="Ablation sweeps of BYOL / SimSiam / DirectPred pretraining: "
-        "run a YAML sweep with Ray Tune, collect every trial in Parquet, regenerate the paper's tables.",
-        epilog="A page per command with a worked example: docs/index.md. Start with: ablate run sweeps/smoke.yaml")
     from importlib.metadata import version
 
+    parser = argparse.ArgumentParser(
+        prog="ablate",
+        description="Ablation sweeps of BYOL / SimSiam / DirectPred pretraining: "
+        "run a YAML sweep with Ray Tune, collect every trial in Parquet, regenerate the paper's tables.",
+        epilog="A page per command with a worked example: docs/index.md. Start with: ablate run sweeps/smoke.yaml",
+    )
     parser.add_argument("--version", action="version", version=f"ablate {version('ablate')}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    p = sub.add_parser("trial", help="run one pretraining trial in-process and write its rows to Parquet",
-                       description="Run one pretraining trial in this process. Prints a line per evaluated "
-                       "epoch and writes the rows (results schema) to --out.")
-    p.add_argument("config", nargs="?", help="optional YAML file of config overrides (sparse trial config)")
-    add_set(p)
-    p.add_argument("--out", default="trial.parquet", help="Parquet file for the rows (default: trial.parquet)")
-
-    p = sub.add_parser("check", help="validate a sweep file and print its trials, axes and resources",
-                       description="Validate a sweep file completely (keys, types, ranges, dataset paths) and "
-                       "print the number of trials, the axes and the resources per trial. Starts nothing.")
-    p.add_argument("sweep", help="sweep file (or a results folder)")
-    add_set(p)
-    p.add_argument("--no-data", action="store_true", help="skip the dataset-path checks")
-    p.add_argument("--address", help="also check the resources against this Ray cluster (auto or HOST:PORT)")
-
-    p = sub.add_parser("run", help="run a sweep with Ray Tune into results/<sweep>/ (resumes by default)",
-                       description="Run every trial of the sweep that is not finished yet with Ray Tune and write "
-                       "results/<sweep>/ (a Parquet dataset). Running it again resumes.")
-    p.add_argument("sweep", help="sweep file")
-    add_set(p)
-    p.add_argument("--max-concurrent", type=int, default=None, help="at most N trials at once")
-    p.add_argument("--address", default=None, help="attach to an existing Ray cluster (auto or HOST:PORT)")
-    p.add_argument("--restart", action="store_true", help="move the old results aside and start over")
-    p.add_argument("--storage", default=None,
-                   help="results location instead of results/: a path or pyarrow filesystem URI, e.g. s3://bucket/prefix")
-    p.add_argument("--shared-storage-ok", action="store_true",
-                   help="accept storage ablate does not recognise as shared on a multi-node cluster")
-    p.add_argument("--log", default=None, metavar="TRACKERS",
-                   help="experiment trackers, comma-separated: tensorboard,mlflow,wandb (overrides the sweep's logging:)")
-    p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: a SQLite store in the results)")
-    p.add_argument("--no-table", action="store_true", help="do not print the table at the end")
-
-    p = sub.add_parser("status", help="show done / failed / diverged / missing trials of a sweep",
-                       description="Show which trials of a sweep are done, failed (with their error), diverged, "
-                       "interrupted or missing, with their axis values.")
-    p.add_argument("sweep", help="sweep file or results folder")
-    p.add_argument("--storage", default=None, help="results location the sweep was run with")
-
-    p = sub.add_parser("table", help="print a sweep's table in the paper's layout (mean ± std over seeds)",
-                       description="Print the sweep's table (its table: block) from the final rows of every "
-                       "trial: mean ± std (n seeds) per cell; partial sweeps show what they have.")
-    p.add_argument("sweep", help="sweep file or results folder")
-    p.add_argument("--format", default="terminal", choices=["terminal", "markdown", "latex", "csv", "html"],
-                   help="output format (default: terminal)")
-    p.add_argument("--paper", nargs="?", const=True, default=None,
-                   help="add the paper's number and the difference to every cell (optionally: a reference CSV)")
-    p.add_argument("--protocol", choices=["best", "final"], default=None,
-                   help="probe protocol: best of probe epochs (the paper's, default) or final probe epoch")
-    p.add_argument("--storage", default=None, help="results location the sweep was run with")
-
-    p = sub.add_parser("plot", help="write the sweep's figures (PNG and PDF)",
-                       description="Accuracy and z_std vs epoch per arm (band over seeds), eigen-alignment and "
-                       "the spectra of F and W_p over training (paper Fig. 2).")
-    p.add_argument("sweep", help="sweep file or results folder")
-    p.add_argument("--out", default=None, help="folder for the figures (default: results/<sweep>/_figures)")
-    p.add_argument("--format", default="png,pdf", help="comma-separated: png,pdf")
-    p.add_argument("--storage", default=None, help="results location the sweep was run with")
-
-    p = sub.add_parser("report", help="write one self-contained HTML (or Markdown) report of a sweep",
-                       description="Table, figures, the sweep file and provenance (git sha, versions, device, "
-                       "wall time) in one file.")
-    p.add_argument("sweep", help="sweep file or results folder")
-    p.add_argument("--format", default="html", choices=["html", "markdown"],
-                   help="self-contained HTML (figures embedded) or Markdown with a figures folder")
-    p.add_argument("--out", default=None, help="output file (default: results/<sweep>/_report.html)")
-    p.add_argument("--no-paper", action="store_true", help="leave the paper's numbers out")
-    p.add_argument("--storage", default=None, help="results location the sweep was run with")
-
-    from ablate.bench import add_bench_parser
-    from ablate.cluster.slurm import add_submit_parser
-    from ablate.compare import add_compare_parser
-    from ablate.export import add_export_parser
-
-    for add in (add_submit_parser, add_bench_parser, add_export_parser, add_compare_parser):
-        add(sub)
+    for name, (short, long, arguments) in PARSERS.items():
+        p = sub.add_parser(
+            name,
+            help=short,
+            description=long,
+            epilog=EXAMPLES.get(name),
+            formatter_class=argparse.RawDescriptionHelpFormatter if name in EXAMPLES else argparse.HelpFormatter,
+        )
+        for flag, kwargs in arguments:
+            p.add_argument(flag, **kwargs)
     return parser
 
 

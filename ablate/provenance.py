@@ -1,13 +1,14 @@
-"""Where a row came from: git commit of the checkout, library versions, device (computed once)."""
+"""Where a row came from: the git commit of the checkout, library versions and the device (computed once)."""
+
 from __future__ import annotations
 
 import functools
 import json
 import platform
 import subprocess
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-
-import torch
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -30,11 +31,10 @@ def git_state() -> tuple[str, bool]:
 
 @functools.cache
 def versions() -> str:
-    # versions from package metadata, not by importing (importing torchvision alone takes a second)
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {"python": platform.python_version(), "torch": torch.__version__}
-    for pkg in ("torchvision", "ablate", "ray", "numpy"):
+    """JSON of the versions that decide a result, from package metadata: importing a package to
+    ask (torchvision alone takes a second) would cost every trial process that much."""
+    out = {"python": platform.python_version()}
+    for pkg in ("torch", "torchvision", "ablate", "ray", "numpy"):
         try:
             out[pkg] = version(pkg)
         except PackageNotFoundError:
@@ -42,13 +42,21 @@ def versions() -> str:
     return json.dumps(out, sort_keys=True)
 
 
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
+def device_name(device: Any) -> str:
+    """``NVIDIA H100 80GB HBM3`` for a CUDA ``torch.device``, ``cpu (<processor>)`` otherwise."""
+    if getattr(device, "type", str(device)) == "cuda":
+        import torch
+
         return torch.cuda.get_device_name(device)
     return f"cpu ({platform.processor() or platform.machine()})"
 
 
-def provenance(device: torch.device | None = None) -> dict[str, object]:
+def provenance(device: Any = None) -> dict[str, object]:
+    """git sha, dirty flag, versions and the device name, for rows and benchmark records."""
     sha, dirty = git_state()
-    return {"git_sha": sha, "git_dirty": dirty, "versions": versions(),
-            "device": device_name(device) if device is not None else "cpu"}
+    return {
+        "git_sha": sha,
+        "git_dirty": dirty,
+        "versions": versions(),
+        "device": device_name(device) if device is not None else "cpu",
+    }

@@ -1,3 +1,2 @@
-"""Networks only: trunks (``models.trunks``), the projector (``models.projector``), the predictor
-registry (``models.predictors``), predictor spectra (``models.spectra``) and the BYOL/SimSiam pair
-(``models.pair``)."""
+"""Networks only, installed as ``ablate.models``: trunks, the projector, the predictor registry, predictor spectra
+and the BYOL/SimSiam pair."""

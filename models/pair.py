@@ -10,6 +10,7 @@ The target is, depending on the config:
   * the online network *with* gradient when ``loss.stop_gradient`` is false (the Theorem 2 ablation,
     W_a = W, which collapses); the EMA copy is then unused.
 """
+
 from __future__ import annotations
 
 import copy
@@ -18,10 +19,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ablate.config import TrialConfig
-from models.predictors import Predictor, build_predictor
-from models.projector import Projector
-from models.trunks import build_trunk
+from ablate.config.trial import TrialConfig
+from ablate.models.predictors import Predictor, build_predictor
+from ablate.models.projector import Projector
+from ablate.models.trunks import build_trunk
 
 
 class Encoder(nn.Module):

@@ -11,18 +11,32 @@ symmetrised, Table 2/3), ``mlp`` (two layers with BN, optionally symmetric, Tabl
 (W_p set from the eigen-decomposition of F_hat, Eq. 18-19, Tables 6-8) and ``plugin`` (the optimal
 linear predictor solved from EMA statistics, Table 1).
 """
+
 from __future__ import annotations
 
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from ablate.config import (DirectPredConfig, LinearPredictorConfig, MLPPredictorConfig, NoPredictorConfig,
-                           PluginPredictorConfig, PredictorConfig)
-from models.spectra import no_autocast, spectra, sym_eigh
+from ablate.config.trial import (
+    DirectPredConfig,
+    LinearPredictorConfig,
+    MLPPredictorConfig,
+    NoPredictorConfig,
+    PluginPredictorConfig,
+    PredictorConfig,
+)
+from ablate.models.spectra import no_autocast, spectra, sym_eigh
 
-__all__ = ["PREDICTORS", "Predictor", "build_predictor", "directpred_weight", "directcopy_weight",
-           "plugin_weight", "spectra"]
+__all__ = [
+    "PREDICTORS",
+    "Predictor",
+    "build_predictor",
+    "directpred_weight",
+    "directcopy_weight",
+    "plugin_weight",
+    "spectra",
+]
 
 _TINY = torch.finfo(torch.float32).tiny
 
@@ -276,7 +290,9 @@ class DirectPredPredictor(PluggedLinearPredictor):
 
     def target_weight(self) -> Tensor:
         f = self.f_stats.value
-        return directcopy_weight(f, self.eps) if self.mode == "copy" else directpred_weight(f, self.eps, self.eps_inside)
+        return (
+            directcopy_weight(f, self.eps) if self.mode == "copy" else directpred_weight(f, self.eps, self.eps_inside)
+        )
 
 
 class PluginPredictor(PluggedLinearPredictor):
@@ -299,15 +315,15 @@ class PluginPredictor(PluggedLinearPredictor):
 
 
 PREDICTORS: dict[str, type[Predictor]] = {
-    "none": IdentityPredictor, "linear": LinearPredictor, "mlp": MLPPredictor,
-    "directpred": DirectPredPredictor, "plugin": PluginPredictor,
+    "none": IdentityPredictor,
+    "linear": LinearPredictor,
+    "mlp": MLPPredictor,
+    "directpred": DirectPredPredictor,
+    "plugin": PluginPredictor,
 }
 
 
 def build_predictor(cfg: PredictorConfig, dim: int) -> Predictor:
-    """The predictor of ``cfg.name`` acting on d = ``dim`` projections."""
-    try:
-        cls = PREDICTORS[cfg.name]
-    except KeyError:
-        raise ValueError(f"unknown predictor {cfg.name!r}; choose one of {', '.join(PREDICTORS)}") from None
-    return cls(cfg, dim)
+    """The predictor of ``cfg.name`` acting on d = ``dim`` projections (the config's variant
+    registry admits exactly these names)."""
+    return PREDICTORS[cfg.name](cfg, dim)

@@ -1,9 +1,10 @@
 """The projector MLP g: trunk feature y (B, D) -> projection z (B, d) (paper Sec. 3 recipe)."""
+
 from __future__ import annotations
 
 from torch import Tensor, nn
 
-from ablate.config import ProjectorConfig
+from ablate.config.trial import ProjectorConfig
 
 
 class Projector(nn.Module):

@@ -5,6 +5,7 @@ eigenspaces with those of the correlation F = E[f f^T] of the online projections
 [F, W_p] -> 0, and for each eigenvector u_j of F, W_p u_j is parallel to u_j with eigenvalue
 p_j ~ sqrt(s_j). :func:`spectra` measures exactly that.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -49,5 +50,9 @@ def spectra(corr: Tensor, w_p: Tensor) -> dict[str, object]:
         cos = rayleigh / wu.norm(dim=0).clamp_min(torch.finfo(torch.float32).tiny)
         scale = (torch.linalg.matrix_norm(f) * torch.linalg.matrix_norm(w)).clamp_min(torch.finfo(torch.float32).tiny)
         commutator = torch.linalg.matrix_norm(f @ w - w @ f) / scale
-    return {"eig_align": float(cos.mean()), "commutator": float(commutator),
-            "f_eigs": [float(x) for x in s.cpu()], "wp_eigs": [float(x) for x in rayleigh.cpu()]}
+    return {
+        "eig_align": float(cos.mean()),
+        "commutator": float(commutator),
+        "f_eigs": [float(x) for x in s.cpu()],
+        "wp_eigs": [float(x) for x in rayleigh.cpu()],
+    }

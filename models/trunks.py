@@ -21,12 +21,13 @@ or, exported with ``head_classes=N``, into an unmodified ``torchvision.models.re
 another channel count, set ``model.conv1`` (and ``model.maxpool = nn.Identity()``) as
 :func:`build_trunk` does first, or simply use :func:`load_trunk`.
 """
+
 from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
 
-from ablate.config import ModelConfig
+from ablate.config.trial import ModelConfig
 
 RESNETS = ("resnet18", "resnet50")  # torchvision.models constructors
 
@@ -52,8 +53,11 @@ class ConvNet(nn.Module):
         c_in = in_channels
         for c_out, stride in zip(widths, (1, 2, 2)):
             # No conv bias: the BN right after it would cancel it.
-            layers += [nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False),
-                       nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+            layers += [
+                nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False),
+                nn.BatchNorm2d(c_out),
+                nn.ReLU(inplace=True),
+            ]
             c_in = c_out
         self.features = nn.Sequential(*layers)
         self.pool = nn.AdaptiveAvgPool2d(1)
@@ -89,7 +93,8 @@ def _unwrap(module: nn.Module) -> nn.Module:
     """The plain module under torch.compile (``_orig_mod``) and DistributedDataParallel (``module``)."""
     while True:
         inner = getattr(module, "_orig_mod", None) or (
-            module.module if isinstance(module, nn.parallel.DistributedDataParallel) else None)
+            module.module if isinstance(module, nn.parallel.DistributedDataParallel) else None
+        )
         if inner is None:
             return module
         module = inner

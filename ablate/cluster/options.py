@@ -3,22 +3,28 @@
 Every check raises a one-line :class:`UserError`. Values that end up on ``#SBATCH`` lines (read by
 sbatch, not by a shell) are restricted to safe characters, so none can start a new line or a command.
 """
+
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Optional
 
 from ablate.errors import UserError
 
 SAFE_SBATCH_VALUE = re.compile(r"[A-Za-z0-9_.,:+@=/-]+")  # partition lists, accounts, qos, ...
 SBATCH_ARG = re.compile(r"--[A-Za-z][A-Za-z0-9-]*(=[A-Za-z0-9_.,:+@=/%&|*!-]+)?")
-TIME_FORMATS = ("MINUTES", "MINUTES:SECONDS", "HOURS:MINUTES:SECONDS", "DAYS-HOURS",
-                "DAYS-HOURS:MINUTES", "DAYS-HOURS:MINUTES:SECONDS")
+TIME_FORMATS = (
+    "MINUTES",
+    "MINUTES:SECONDS",
+    "HOURS:MINUTES:SECONDS",
+    "DAYS-HOURS",
+    "DAYS-HOURS:MINUTES",
+    "DAYS-HOURS:MINUTES:SECONDS",
+)
 MAX_SIGNAL_S = 65535  # sbatch --signal's largest time
 
 
-def parse_time(value: str) -> Optional[int]:
+def parse_time(value: str) -> int | None:
     """SLURM's ``--time`` (``MM``, ``MM:SS``, ``HH:MM:SS``, ``D-HH``, ``D-HH:MM``, ``D-HH:MM:SS``,
     ``UNLIMITED``) -> seconds, or None for unlimited. Raises UserError on anything else."""
     text = value.strip()
@@ -54,7 +60,7 @@ def check_count(name: str, value: int, minimum: int = 1) -> None:
         raise UserError(f"{name} {value!r}: expected a whole number >= {minimum}")
 
 
-def _sbatch_value(name: str, value: Optional[str]) -> None:
+def _sbatch_value(name: str, value: str | None) -> None:
     if value is not None and not SAFE_SBATCH_VALUE.fullmatch(value):
         raise UserError(f"{name} {value!r}: only letters, digits and _ . , : + @ = / - are allowed in an #SBATCH value")
 
@@ -66,9 +72,9 @@ class SlurmOptions:
     nodes: int = 1
     cpus_per_task: int = 1  # = CPUs of each node's Ray runtime (one task per node)
     gpus_per_node: int = 0
-    time: Optional[str] = None  # SLURM time limit; None = the partition's default
-    partition: Optional[str] = None
-    account: Optional[str] = None
+    time: str | None = None  # SLURM time limit; None = the partition's default
+    partition: str | None = None
+    account: str | None = None
     grace: int = 120  # seconds before --time at which the sweep is stopped (0 = no early signal)
     max_requeues: int = 0  # requeue the job itself this many times when --time runs out
     sbatch_args: tuple[str, ...] = ()  # extra #SBATCH options, e.g. --qos=high, --exclusive
@@ -84,13 +90,17 @@ class SlurmOptions:
         if self.time is not None:
             seconds = parse_time(self.time)
             if seconds is not None and self.grace and seconds <= self.grace:
-                raise UserError(f"--time {self.time} is not longer than --grace {self.grace} s (the sweep is stopped "
-                                "that long before the limit); give a longer --time or a smaller --grace")
+                raise UserError(
+                    f"--time {self.time} is not longer than --grace {self.grace} s (the sweep is stopped "
+                    "that long before the limit); give a longer --time or a smaller --grace"
+                )
         _sbatch_value("--partition", self.partition)
         _sbatch_value("--account", self.account)
         for arg in self.sbatch_args:
             if not SBATCH_ARG.fullmatch(arg):
-                raise UserError(f"--sbatch-arg {arg!r}: expected one long sbatch option such as --qos=high or "
-                                "--exclusive (no spaces or quotes)")
+                raise UserError(
+                    f"--sbatch-arg {arg!r}: expected one long sbatch option such as --qos=high or "
+                    "--exclusive (no spaces or quotes)"
+                )
         if self.max_requeues and not self.grace:
             raise UserError("--max-requeues needs --grace > 0: the job requeues itself on the early signal")

@@ -16,13 +16,15 @@ Quoting: every value that comes from the user or the sweep file is a single ``sh
 in the shell part; ``#SBATCH`` values (read by sbatch, not by the shell) are validated to safe
 characters by :class:`SlurmOptions`, the log folder is double-quoted for sbatch where it needs it.
 """
+
 from __future__ import annotations
 
 import os
 import re
 import shlex
 import sys
-from typing import Iterable, Optional
+from collections.abc import Iterable
+from pathlib import Path
 
 from ablate.cluster.options import SlurmOptions, check_count
 from ablate.errors import UserError
@@ -35,25 +37,19 @@ def job_name(sweep_name: str) -> str:
     return "ablate-" + re.sub(r"[^A-Za-z0-9_.-]", "_", sweep_name)
 
 
-def slurm_dir(storage: str, sweep_name: str) -> str:
-    """Where the script and the job logs go: ``<storage>/<sweep>/_slurm`` (``_``: Arrow's dataset
-    discovery skips it, so the results folder stays a clean Parquet dataset). A URI storage has
-    no local folder for SLURM's logs: they go to ``results/<sweep>/_slurm`` under the submit dir."""
-    root = os.path.join("results", sweep_name) if "://" in storage else os.path.join(storage, sweep_name)
-    return os.path.join(os.path.abspath(root), "_slurm")
-
-
 def _sbatch_output(folder: str) -> str:
     """``--output=<folder>/%j.out`` for an #SBATCH line: sbatch does no shell parsing there but takes a
     double-quoted value; ``%`` starts one of its patterns, so a literal one is doubled."""
     if re.search(r'["\\\n\r]', folder):
-        raise UserError(f"{folder!r}: the SLURM log folder must not contain double quotes, backslashes or "
-                        "line breaks; choose another --storage")
+        raise UserError(
+            f"{folder!r}: the SLURM log folder must not contain double quotes, backslashes or "
+            "line breaks; choose another --storage"
+        )
     value = folder.replace("%", "%%") + "/%j.out"
     return f'--output="{value}"' if re.search(r"\s|'", value) else f"--output={value}"
 
 
-def ablate_run_words(sweep_path: str, storage: str, sets: Iterable[str], max_concurrent: Optional[int]) -> list[str]:
+def ablate_run_words(sweep_path: str, storage: str, sets: Iterable[str], max_concurrent: int | None) -> list[str]:
     """The arguments after ``ablate run``, one list item per shell word."""
     words = [sweep_path, "--storage", storage]
     for item in sets:
@@ -63,46 +59,63 @@ def ablate_run_words(sweep_path: str, storage: str, sets: Iterable[str], max_con
     return words
 
 
-def render_sbatch(options: SlurmOptions, sweep_path: str, sweep_name: str, storage: str,
-                  sets: Iterable[str] = (), *, max_concurrent: Optional[int] = None,
-                  python: Optional[str] = None, workdir: Optional[str] = None) -> str:
+def render_sbatch(
+    options: SlurmOptions,
+    sweep_path: str,
+    sweep_name: str,
+    storage: str,
+    log_dir: Path,
+    sets: Iterable[str] = (),
+    *,
+    max_concurrent: int | None = None,
+    python: str | None = None,
+    workdir: str | None = None,
+) -> str:
     """The sbatch script that runs ``ablate run sweep_path --storage storage --set ...`` on a Ray
-    cluster of ``options.nodes`` nodes. ``python`` (default: this interpreter) is the environment the
-    job runs in; ``workdir`` (default: the current directory) is where it runs."""
-    o = options
+    cluster of ``options.nodes`` nodes, logging to ``log_dir``. ``python`` (default: this interpreter)
+    is the environment the job runs in; ``workdir`` (default: the current directory) is where it runs."""
     if max_concurrent is not None:
         check_count("--max-concurrent", max_concurrent)
     python = os.path.abspath(python or sys.executable)  # not realpath: a venv's python is a symlink
     workdir = os.path.abspath(workdir or os.getcwd())
-    output = _sbatch_output(slurm_dir(storage, sweep_name))
-    q = shlex.quote
+    words = " ".join(shlex.quote(w) for w in ablate_run_words(sweep_path, storage, sets, max_concurrent))
+    run_line = f'"$PYTHON" -m ablate.cli run {words} --address "$RAY_HEAD" &'
+    lines = [*_sbatch_header(options, sweep_name, log_dir), *_settings(options, python, workdir)]
+    return "\n".join(lines) + "\n" + _BODY.replace("@ABLATE_RUN@", run_line)
+
+
+def _sbatch_header(o: SlurmOptions, sweep_name: str, log_dir: Path) -> list[str]:
+    """The ``#SBATCH`` lines: what the job asks SLURM for, where its log goes, its early warning signal."""
+    asks = {
+        "--job-name": job_name(sweep_name),
+        "--nodes": o.nodes,
+        "--ntasks-per-node": 1,
+        "--cpus-per-task": o.cpus_per_task,
+        "--gpus-per-node": o.gpus_per_node or None,
+        "--time": o.time.strip() if o.time is not None else None,
+        "--partition": o.partition,
+        "--account": o.account,
+    }
     head = [
         "#!/bin/bash",
         f"# Written by `ablate submit --slurm` for sweep {job_name(sweep_name)[7:]}; submit it again to resume.",
-        f"#SBATCH --job-name={job_name(sweep_name)}",
-        f"#SBATCH --nodes={o.nodes}",
-        "#SBATCH --ntasks-per-node=1",
-        f"#SBATCH --cpus-per-task={o.cpus_per_task}",
     ]
-    if o.gpus_per_node:
-        head.append(f"#SBATCH --gpus-per-node={o.gpus_per_node}")
-    if o.time is not None:
-        head.append(f"#SBATCH --time={o.time.strip()}")
-    if o.partition:
-        head.append(f"#SBATCH --partition={o.partition}")
-    if o.account:
-        head.append(f"#SBATCH --account={o.account}")
+    head += [f"#SBATCH {k}={v}" for k, v in asks.items() if v is not None]
     head += [
-        f"#SBATCH {output}",  # stderr joins stdout in the same file
+        f"#SBATCH {_sbatch_output(str(log_dir))}",  # stderr joins stdout in the same file
         "#SBATCH --open-mode=append",  # a requeued job (same id) appends to its log instead of wiping it
         "#SBATCH --requeue",
     ]
     if o.grace:
         head.append(f"#SBATCH --signal=B:USR1@{o.grace}")
-    head += [f"#SBATCH {arg}" for arg in o.sbatch_args]
+    return head + [f"#SBATCH {arg}" for arg in o.sbatch_args]
 
+
+def _settings(o: SlurmOptions, python: str, workdir: str) -> list[str]:
+    """The script's settings block: every value one shell-quoted word."""
+    q = shlex.quote
     srun_gpus = f"--gpus-per-node={o.gpus_per_node}" if o.gpus_per_node else ""
-    settings = [
+    return [
         "",
         "set -euo pipefail",
         "",
@@ -117,11 +130,6 @@ def render_sbatch(options: SlurmOptions, sweep_path: str, sweep_name: str, stora
         f"MAX_REQUEUES={o.max_requeues}",
         f"RAY_WAIT_S={RAY_WAIT_S}",
     ]
-    run_line = ('"$PYTHON" -m ablate.cli run '
-                + " ".join(q(w) for w in ablate_run_words(sweep_path, storage, sets, max_concurrent))
-                + ' --address "$RAY_HEAD" &')
-    body = _BODY.replace("@ABLATE_RUN@", run_line)
-    return "\n".join(head + settings) + "\n" + body
 
 
 # The static part of the script: only shell variables from the settings block, no Python formatting.
@@ -229,7 +237,8 @@ trap - USR1 TERM
 stop_ray
 if (( REQUEUE )); then
   if (( ${SLURM_RESTART_COUNT:-0} < MAX_REQUEUES )); then
-    log "requeueing job $SLURM_JOB_ID (restart $(( ${SLURM_RESTART_COUNT:-0} + 1 )) of $MAX_REQUEUES); it resumes the sweep"
+    log "requeueing job $SLURM_JOB_ID (restart $(( ${SLURM_RESTART_COUNT:-0} + 1 )) of $MAX_REQUEUES);" \
+        "it resumes the sweep"
     scontrol requeue "$SLURM_JOB_ID"
   else
     log "time limit reached: submit the same command again to resume (finished trials are skipped)"

@@ -15,20 +15,18 @@ Variants, each a change of the vector field and nothing else:
                         target, adding tau (W_p W X - tau W M) to dW/dt (Theorem 2).
 X and X' are diagonal in the data basis, so products with them are column scalings, O(n^2).
 """
+
 from __future__ import annotations
 
 import math
 import time
-from typing import Any, Callable
 
 import numpy as np
 
-from ablate.theory.config import DynamicsConfig
-from ablate.theory.metrics import THEORY_METRICS, balance, measure
+from ablate.config.dynamics import DynamicsConfig
+from ablate.results.schema import Report
+from ablate.theory.metrics import balance, measure
 
-__all__ = ["THEORY_METRICS", "Flow", "run_linear_dynamics"]
-
-Report = Callable[[dict[str, Any]], None]
 BLOW_UP = 1e100  # a weight this large has diverged (and F = W X W^T would overflow float64)
 
 
@@ -58,8 +56,11 @@ class Flow:
         self.trains_wp = cfg.predictor in ("linear", "symmetric")
         self.has_wa = cfg.target == "ema"
         nw, nwp = self.n2 * self.n1, self.n2 * self.n2
-        self._slices = (slice(0, nw), slice(nw, nw + nwp * self.trains_wp),
-                        slice(nw + nwp * self.trains_wp, nw + nwp * self.trains_wp + nw * self.has_wa))
+        self._slices = (
+            slice(0, nw),
+            slice(nw, nw + nwp * self.trains_wp),
+            slice(nw + nwp * self.trains_wp, nw + nwp * self.trains_wp + nw * self.has_wa),
+        )
         self.size = self._slices[2].stop
         self._eye = np.eye(self.n2)
 
@@ -99,7 +100,7 @@ class Flow:
             # F = W X W^T = diag(s0): W_jj = sqrt(s_j / X_jj); check() guarantees X_jj > 0 where s_j > 0
             W[idx, idx] = np.sqrt(np.divide(cfg.s0, self.x[:k], out=np.zeros(k), where=self.x[:k] > 0))
             Wp = np.zeros((n2, n2))
-            Wp[idx[:len(cfg.p0)], idx[:len(cfg.p0)]] = cfg.p0
+            Wp[idx[: len(cfg.p0)], idx[: len(cfg.p0)]] = cfg.p0
         if cfg.predictor == "symmetric":
             Wp = 0.5 * (Wp + Wp.T)
         return self.pack(W, Wp, W.copy())  # W_a(0) = W(0)
@@ -139,7 +140,8 @@ def run_linear_dynamics(cfg: DynamicsConfig, report: Report) -> None:
     ``report_every`` steps (or log-spaced, ``report_spacing: log``) and at the last step (``is_final``). A state
     that blows up (non-finite or an entry above ``BLOW_UP``) ends the trial with
     one ``diverged`` row. Rows hold epoch (report index), step, is_final, status, error, wall_s and the
-    :data:`THEORY_METRICS` columns; the runner adds the identity, config and provenance columns.
+    :data:`ablate.results.schema.THEORY_METRICS` columns; the runner adds the identity, config and
+    provenance columns.
     """
     t0 = time.perf_counter()
     flow = Flow(cfg)
@@ -150,8 +152,17 @@ def run_linear_dynamics(cfg: DynamicsConfig, report: Report) -> None:
     def emit(step: int, state: np.ndarray, final: bool) -> None:
         nonlocal index
         W, Wp, Wa = flow.unpack(state)
-        report({"epoch": index, "step": step, "is_final": final, "status": "ok", "error": None,
-                "wall_s": time.perf_counter() - t0, **measure(cfg, W, Wp, Wa, B0, step * cfg.dt)})
+        report(
+            {
+                "epoch": index,
+                "step": step,
+                "is_final": final,
+                "status": "ok",
+                "error": None,
+                "wall_s": time.perf_counter() - t0,
+                **measure(cfg, W, Wp, Wa, B0, step * cfg.dt),
+            }
+        )
         index += 1
 
     when = cfg.report_steps()
@@ -160,10 +171,35 @@ def run_linear_dynamics(cfg: DynamicsConfig, report: Report) -> None:
         for k in range(1, cfg.steps + 1):
             y = flow.step(y, cfg.dt)
             if not np.abs(y).max() < BLOW_UP:  # also catches NaN and inf
-                report({"epoch": index, "step": k, "is_final": True, "status": "diverged",
-                        "error": f"state blew up at step {k} (t = {k * cfg.dt:g}; |entry| > {BLOW_UP:g} or not finite); "
-                                 "lower dt",
-                        "wall_s": time.perf_counter() - t0, "t": k * cfg.dt})
+                report(
+                    {
+                        "epoch": index,
+                        "step": k,
+                        "is_final": True,
+                        "status": "diverged",
+                        "error": f"state blew up at step {k} (t = {k * cfg.dt:g}; |entry| > {BLOW_UP:g} "
+                        "or not finite); lower dt",
+                        "wall_s": time.perf_counter() - t0,
+                        "t": k * cfg.dt,
+                    }
+                )
                 return
             if k in when:
                 emit(k, y, k == cfg.steps)
+
+
+def collapse_bound(tau: float, sigma2: float) -> float:
+    """Weight decay above which every mode collapses: eta > tau^2 / (4 (1 + sigma^2)) (Sec. 4)."""
+    return tau**2 / (4.0 * (1.0 + sigma2))
+
+
+def basin_boundary(tau: float, sigma2: float, eta: float) -> tuple[float, float] | None:
+    """Fixed points (p*_-, p*_+) of a mode on the parabola, p (tau - (1 + sigma^2) p) = eta.
+
+    Modes with p below p*_- collapse, above it they go to p*_+. ``None`` above the collapse bound.
+    """
+    disc = tau**2 - 4.0 * eta * (1.0 + sigma2)
+    if disc < 0:
+        return None
+    root = disc**0.5
+    return (tau - root) / (2.0 * (1.0 + sigma2)), (tau + root) / (2.0 * (1.0 + sigma2))

@@ -3,26 +3,33 @@
 For notebooks, tests and figures: the rows are exactly what ``ablate run`` stores (the kind's
 metrics plus the identity and config columns, typed by the results schema), minus provenance.
 """
+
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import pandas as pd
 
-from ablate.config import config_hash
-from ablate.configtree import flatten, to_dict
-from ablate.results import schema_for, to_table
-from ablate.theory.config import DynamicsConfig
+from ablate.config.dynamics import DynamicsConfig
+from ablate.config.tree import flatten, to_dict
+from ablate.config.trial import config_hash
+from ablate.results.schema import schema_for, to_table
 from ablate.theory.dynamics import run_linear_dynamics
-from ablate.theory.metrics import THEORY_METRICS
 
-SCHEMA = schema_for(DynamicsConfig, THEORY_METRICS)
+SCHEMA = schema_for("linear_dynamics")
 
 
 def trial_rows(cfg: DynamicsConfig, sweep: str = "") -> list[dict[str, Any]]:
     """All rows of one trial: its reports plus the identity and config columns."""
-    common = {**flatten(to_dict(cfg)), "sweep": sweep, "trial_id": config_hash(cfg), "seed": cfg.seed,
-              "search": "grid", "device": "cpu"}
+    common = {
+        **flatten(to_dict(cfg)),
+        "sweep": sweep,
+        "trial_id": config_hash(cfg),
+        "seed": cfg.seed,
+        "search": "grid",
+        "device": "cpu",
+    }
     rows: list[dict[str, Any]] = []
     run_linear_dynamics(cfg, lambda row: rows.append({**common, **row}))
     return rows

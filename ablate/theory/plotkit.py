@@ -1,18 +1,23 @@
-"""Shared pieces of the theory figures: results-frame access, labels, saving (matplotlib object API)."""
+"""Shared pieces of the figures: results-frame access, labels, and :func:`save` (matplotlib object API),
+which the sweep figures of :mod:`ablate.analysis.plots` use too."""
+
 from __future__ import annotations
 
+import io
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from ablate.results import config_columns
-from ablate.theory.config import DynamicsConfig
+from ablate.config.dynamics import DynamicsConfig
+from ablate.results.location import Location
+from ablate.results.schema import config_columns
 
-FORMATS = ("png", "pdf")
+FIGURE_FORMATS = ("png", "pdf")
 FLOOR = 1e-17  # plotted in place of exact zeros on log axes (float64 round-off is ~1e-16)
 CONFIG_KEYS = [k for k in config_columns(DynamicsConfig) if k not in ("kind", "seed")]
 # keys preferred for colour / line style / panels, in this order, when they vary across trials
@@ -20,15 +25,22 @@ PREFERRED = ("predictor", "stop_gradient", "eta", "tau", "alpha_p", "target", "b
 
 
 # ---------------------------------------------------------------- helpers
-def save(fig: Figure, out_path: str | Path, formats: Sequence[str] = FORMATS) -> list[Path]:
-    """Write ``fig`` as ``out_path`` with each suffix of ``formats``; return the files."""
-    out = Path(out_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
+def save(
+    fig: Figure, stem: str | Path | Location, formats: Sequence[str] = FIGURE_FORMATS, **savefig: Any
+) -> list[Path | str]:
+    """Write ``fig`` as ``<stem>.<fmt>`` for each of ``formats`` (a path or a URI; a figure suffix of
+    ``stem`` such as ``.png`` is replaced), each file whole; return them (Paths where local).
+    ``savefig``: matplotlib's options (default: dpi 130, tight bounding box)."""
+    loc = Location.parse(stem)
+    base, dot, suffix = loc.name.rpartition(".")
+    base = base if dot and suffix in ("png", "pdf", "svg") else loc.name
     paths = []
     for fmt in formats:
-        p = out.with_suffix(f".{fmt}")
-        fig.savefig(p, dpi=130, bbox_inches="tight")
-        paths.append(p)
+        buf = io.BytesIO()
+        fig.savefig(buf, format=fmt, **({"dpi": 130, "bbox_inches": "tight"} | savefig))
+        target = loc.parent / f"{base}.{fmt}"
+        target.write_bytes(buf.getvalue())
+        paths.append(target.display())
     return paths
 
 

@@ -1,4 +1,5 @@
 """GPU tests: skipped (with the reason) on machines without CUDA."""
+
 import pytest
 import torch
 

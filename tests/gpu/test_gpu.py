@@ -1,6 +1,7 @@
 """The GPU path on CUDA: speed options keep results (bf16), no host sync per training step, the
 memory share of a packed trial holds, the memory estimate matches the allocator, and the bench's
 GPU section runs. Skipped without CUDA (tests/gpu/conftest.py)."""
+
 from __future__ import annotations
 
 import warnings
@@ -8,16 +9,19 @@ import warnings
 import pytest
 import torch
 
-from ablate.config import load_trial_config
-from ablate.configtree import merge
-from ablate.trial import build_loop, train_epoch
+from ablate.config.tree import merge
+from ablate.config.trial import load_trial_config
+from ablate.train.loop import build_loop, train_epoch
 
 pytestmark = pytest.mark.gpu
 
 # ResNet-18 with the CIFAR stem on 32x32 random images: small, but every GPU code path
 # (cudnn convolutions, BN, channels_last, autocast, the batched augmentation) is exercised.
-GPU = {"data": {"name": "fake", "fake_size": 512}, "model": {"trunk": "resnet18", "stem": "cifar"},
-       "train": {"epochs": 1, "steps_per_epoch": 1, "batch_size": 64, "device": "cuda"}}
+GPU = {
+    "data": {"name": "fake", "fake_size": 512},
+    "model": {"trunk": "resnet18", "stem": "cifar"},
+    "train": {"epochs": 1, "steps_per_epoch": 1, "batch_size": 64, "device": "cuda"},
+}
 STEPS = 3
 
 
@@ -98,7 +102,7 @@ def test_memory_estimate_matches_the_allocator_peak(dotted):
     """ablate.memory's allocator total vs torch.cuda.max_memory_allocated over a few steps of a
     ResNet-18 at 96 px, batch 64: within -40% / +50% (the estimate models the transient memory
     of backward coarsely and autocast's bf16 copies by rule)."""
-    from ablate.memory import estimate_trial_memory
+    from ablate.train.memory import estimate_trial_memory
 
     tree = merge(GPU, {"data.image_size": 96, "data.augment": "stl10", "model.stem": "imagenet", **dotted})
     cfg = load_trial_config(tree)
@@ -115,15 +119,35 @@ def test_memory_estimate_matches_the_allocator_peak(dotted):
 def test_bench_gpu_section_runs(tmp_path):
     """The GPU sections of ``ablate bench`` run unattended on small sizes: packing 1 and 2 trials,
     peak memory, MFU; nothing fails."""
-    from ablate.bench import BenchSizes, run_bench, stl10_like
+    from ablate.benchmark.sizes import BenchSizes, stl10_like
+    from ablate.benchmark.suite import run_bench
 
-    sizes = BenchSizes(repeats=2, warmup=1, aug_images=512, aug_batch=128, aug_workers=2,
-                       step_config=stl10_like(64, 64 * 4, "bf16", True), step_k=2, directpred_k=5,
-                       directpred_repeats=1, eval_config=stl10_like(64, 64 * 4, "bf16", True),
-                       eval_splits=(2048, 256, 256), eval_repeats=1, gpu_packs=(1, 2), gpu_steps=5,
-                       gpu_warmup_steps=2, gpu_repeats=1)
-    df = run_bench(device="cuda", out_dir=tmp_path, sections=["augment", "step", "directpred", "eval", "gpu"],
-                   threads=2, sizes=sizes, log=lambda msg: None)
+    sizes = BenchSizes(
+        repeats=2,
+        warmup=1,
+        aug_images=512,
+        aug_batch=128,
+        aug_workers=2,
+        step_config=stl10_like(64, 64 * 4, "bf16", True),
+        step_k=2,
+        directpred_k=5,
+        directpred_repeats=1,
+        eval_config=stl10_like(64, 64 * 4, "bf16", True),
+        eval_splits=(2048, 256, 256),
+        eval_repeats=1,
+        gpu_packs=(1, 2),
+        gpu_steps=5,
+        gpu_warmup_steps=2,
+        gpu_repeats=1,
+    )
+    df = run_bench(
+        device="cuda",
+        out_dir=tmp_path,
+        sections=["augment", "step", "directpred", "eval", "gpu"],
+        threads=2,
+        sizes=sizes,
+        log=lambda msg: None,
+    )
     assert "failed" not in set(df["verdict"]), df[df["verdict"] == "failed"]["note"].tolist()
     gpu = df[df["section"] == "gpu"]
     packed = gpu[gpu["what"].str.startswith("pretraining images/s")]

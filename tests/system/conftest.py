@@ -7,6 +7,7 @@ munged is reused when one answers, else started (and stopped again) by the fixtu
 
 Skips (with the reason) when not root or when the packages are missing and cannot be installed.
 """
+
 from __future__ import annotations
 
 import os
@@ -69,8 +70,17 @@ class SlurmCluster:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             info = self.job_info(job)
-            if info.get("JobState") in ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL",
-                                         "OUT_OF_MEMORY", "PREEMPTED", "BOOT_FAIL", "DEADLINE"):
+            if info.get("JobState") in (
+                "COMPLETED",
+                "FAILED",
+                "CANCELLED",
+                "TIMEOUT",
+                "NODE_FAIL",
+                "OUT_OF_MEMORY",
+                "PREEMPTED",
+                "BOOT_FAIL",
+                "DEADLINE",
+            ):
                 return info
             time.sleep(2)
         self.run("scancel", job, check=False)
@@ -87,8 +97,7 @@ def _install() -> str | None:
     if not which("apt-get"):
         return "SLURM is not installed and there is no apt-get to install it (" + " ".join(PACKAGES) + ")"
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for cmd in (["apt-get", "update", "-q"],
-                ["apt-get", "install", "-y", "-q", "--no-install-recommends", *PACKAGES]):
+    for cmd in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "--no-install-recommends", *PACKAGES]):
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
         if proc.returncode != 0:
             return f"`{' '.join(cmd)}` failed: {(proc.stderr or proc.stdout).strip().splitlines()[-1:]}"
@@ -99,8 +108,9 @@ def _install() -> str | None:
 def _munge_ok(env: dict[str, str]) -> bool:
     try:
         cred = subprocess.run([which("munge") or "munge", "-n"], env=env, capture_output=True, timeout=10)
-        back = subprocess.run([which("unmunge") or "unmunge"], input=cred.stdout, env=env, capture_output=True,
-                              timeout=10)
+        back = subprocess.run(
+            [which("unmunge") or "unmunge"], input=cred.stdout, env=env, capture_output=True, timeout=10
+        )
         return cred.returncode == 0 and back.returncode == 0
     except (OSError, subprocess.TimeoutExpired):
         return False
@@ -123,8 +133,14 @@ def _start_munge(env: dict[str, str]) -> subprocess.Popen | None:
     run_dir = Path("/run/munge")
     run_dir.mkdir(parents=True, exist_ok=True)
     shutil.chown(run_dir, "munge", "munge")
-    proc = subprocess.Popen([which("munged"), "--foreground"], user="munge", group="munge", env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [which("munged"), "--foreground"],
+        user="munge",
+        group="munge",
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     for _ in range(50):
         if _munge_ok(env):
             return proc
@@ -211,8 +227,9 @@ def slurm_cluster(tmp_path_factory: pytest.TempPathFactory):
         cluster.procs.append(munged)
     try:
         for daemon in ("slurmctld", "slurmd"):
-            cluster.procs.append(subprocess.Popen([which(daemon), "-D"], env=env, stdout=subprocess.DEVNULL,
-                                                  stderr=subprocess.DEVNULL))
+            cluster.procs.append(
+                subprocess.Popen([which(daemon), "-D"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            )
         deadline = time.monotonic() + 60
         state = ""
         while time.monotonic() < deadline:
@@ -238,3 +255,14 @@ def slurm_cluster(tmp_path_factory: pytest.TempPathFactory):
             pass
         for proc in reversed(cluster.procs):  # slurmd, slurmctld, then munged if we started it
             _stop(proc)
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """One local Ray for every in-process ``ablate run`` of the session (``ablate run`` reuses an initialised Ray)."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield
+    ray.shutdown()

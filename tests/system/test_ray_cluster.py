@@ -2,6 +2,7 @@
 a head and a worker node, 1 CPU each, separate raylets). Trials spread over both nodes; a node
 removed mid-trial sends its trial back to its checkpoint; a data-parallel trial runs as a Ray Train
 job with one worker per node; impossible resources and node-local storage are refused."""
+
 from __future__ import annotations
 
 import math
@@ -13,13 +14,12 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from ablate.config import load_trial_config
+import ablate
+from ablate.config.trial import load_trial_config
 from ablate.errors import UserError
-from ablate.runner import fitting_trials, run_sweep
-from ablate.sweep import load_sweep
-from ablate.trial import run_trial
-
-from tiny_sweeps import TINY_BASE, write_sweep
+from ablate.runner.resources import fitting_trials
+from ablate.train.loop import pretrain
+from helpers.tiny_sweeps import TINY_BASE, write_sweep
 
 pytestmark = pytest.mark.system
 
@@ -41,7 +41,7 @@ def cluster():
 
 def run(cluster, path: Path, storage: Path, **kw):
     c, _ = cluster
-    return run_sweep(load_sweep(path), address=c.address, storage=str(storage), shared_storage_ok=True, **kw)
+    return ablate.run(path, address=c.address, storage=str(storage), shared_storage_ok=True, **kw)
 
 
 def test_fitting_trials_counts_bundles_node_by_node():
@@ -54,11 +54,15 @@ def test_fitting_trials_counts_bundles_node_by_node():
 
 def test_a_trial_no_node_can_hold_is_refused(cluster, tmp_path):
     path = write_sweep(tmp_path, "big", "resources: {cpu: 2}\n")
-    with pytest.raises(UserError, match=r"resources per trial \{'CPU': 2\.0\} fit on no node of the Ray cluster "
-                                        r"\(CPU 1, GPU 0; CPU 1, GPU 0\)"):
+    with pytest.raises(
+        UserError,
+        match=r"resources per trial \{'CPU': 2\.0\} fit on no node of the Ray cluster "
+        r"\(CPU 1, GPU 0; CPU 1, GPU 0\)",
+    ):
         run(cluster, path, tmp_path / "res")
-    wide = write_sweep(tmp_path, "wide", "resources: {cpu: 3, workers: 3}\n",
-                      TINY_BASE.replace("batch_size: 64", "batch_size: 63"))
+    wide = write_sweep(
+        tmp_path, "wide", "resources: {cpu: 3, workers: 3}\n", TINY_BASE.replace("batch_size: 64", "batch_size: 63")
+    )
     with pytest.raises(UserError, match=r"3 data-parallel workers of \{'CPU': 1\.0\} each fit on no node"):
         run(cluster, wide, tmp_path / "res")
     assert not list((tmp_path / "res").rglob("*.parquet"))
@@ -67,28 +71,38 @@ def test_a_trial_no_node_can_hold_is_refused(cluster, tmp_path):
 def test_node_local_storage_is_refused_on_a_multi_node_cluster(cluster, tmp_path):
     c, _ = cluster
     path = write_sweep(tmp_path, "local", "seeds: [0]\n")
-    with pytest.raises(UserError, match=r"has 2 nodes but storage .* is not shared \(/tmp is node-local\); "
-                                        r".*--shared-storage-ok"):
-        run_sweep(load_sweep(path), address=c.address, storage=str(tmp_path / "res"))
+    with pytest.raises(
+        UserError,
+        match=r"has 2 nodes but storage .* is not shared \(/tmp is node-local\); "
+        r".*--shared-storage-ok",
+    ):
+        ablate.run(path, address=c.address, storage=str(tmp_path / "res"))
 
 
 def test_a_data_parallel_trial_runs_as_a_ray_train_job_across_both_nodes(cluster, tmp_path):
     """2 workers x 1 CPU: one on each node (gloo over TCP). With sync_bn the rank-0 loss curve is
     the single-process one on the same global batch (float summation order only: rel 1e-4)."""
     base = TINY_BASE.replace("model: {width: 16}", "model: {width: 16, sync_bn: true}")
-    path = write_sweep(tmp_path, "ddp", """\
+    path = write_sweep(
+        tmp_path,
+        "ddp",
+        """\
         resources: {cpu: 2, workers: 2}
         checkpoint: {every: 1, keep: 1}
         seeds: [0]
-        """, base)
+        """,
+        base,
+    )
     summary = run(cluster, path, tmp_path / "res")
     assert summary.exit_code == 0 and not summary.failed
     df = pd.read_parquet(tmp_path / "res" / "ddp").sort_values("epoch")
     assert list(df.epoch) == [1, 2] and list(df.status) == ["ok", "ok"]  # rows of rank 0 only, once each
-    sweep = load_sweep(path)
-    single = run_trial(load_trial_config({k: v for k, v in sweep.base.items()} | {"seed": 0}), lambda r: None)
-    assert all(math.isclose(a, b, rel_tol=1e-4) for a, b in zip(df.loss, [r["loss"] for r in single])), \
-        (list(df.loss), [r["loss"] for r in single])
+    sweep = ablate.load_sweep(path)
+    single = pretrain(load_trial_config({k: v for k, v in sweep.base.items()} | {"seed": 0}), lambda r: None)
+    assert all(math.isclose(a, b, rel_tol=1e-4) for a, b in zip(df.loss, [r["loss"] for r in single])), (
+        list(df.loss),
+        [r["loss"] for r in single],
+    )
     assert df.probe_top1.notna().all()
     weights = tmp_path / "res" / "ddp" / "_weights" / df.trial_id.iloc[0] / "trunk_final.pt"
     assert weights.is_file()  # written by rank 0
@@ -103,14 +117,20 @@ def test_trials_spread_over_both_nodes_and_a_lost_node_resumes_its_trial_from_a_
     # 24 short epochs: the trial whose actor starts first must not finish (and drop its checkpoints)
     # before the other one, started a few seconds later on the other node, has stored one
     base = TINY_BASE.replace("epochs: 2, steps_per_epoch: 2", "epochs: 24, steps_per_epoch: 4").replace(
-        "every: 1, probe_epochs: 2", "every: 8, probe_epochs: 2")
-    path = write_sweep(tmp_path, "spread", """\
+        "every: 1, probe_epochs: 2", "every: 8, probe_epochs: 2"
+    )
+    path = write_sweep(
+        tmp_path,
+        "spread",
+        """\
         grid:
           optim.lr: [0.03, 0.05]
         seeds: [0]
         checkpoint: {every: 1, keep: 2}
         max_failures: 2
-        """, base)
+        """,
+        base,
+    )
     results = tmp_path / "res" / "spread"
     seen: dict[str, object] = {}
 
@@ -118,8 +138,10 @@ def test_trials_spread_over_both_nodes_and_a_lost_node_resumes_its_trial_from_a_
         """Trials with a final row so far (files are replaced while we read: retry on a race)."""
         for _ in range(20):
             try:
-                return sum(bool(pq.read_table(f, columns=["is_final"]).column(0).to_pylist()[-1])
-                           for f in results.glob("*.parquet"))
+                return sum(
+                    bool(pq.read_table(f, columns=["is_final"]).column(0).to_pylist()[-1])
+                    for f in results.glob("*.parquet")
+                )
             except (OSError, IndexError):
                 time.sleep(0.05)
         raise RuntimeError("results kept changing under the reader")
@@ -135,7 +157,7 @@ def test_trials_spread_over_both_nodes_and_a_lost_node_resumes_its_trial_from_a_
                     c.remove_node(worker)
                     return
                 time.sleep(0.05)
-        except Exception as e:  # noqa: BLE001 - reported by the assertion below
+        except Exception as e:
             seen["error"] = repr(e)
 
     killer = threading.Thread(target=remove_worker_when_both_have_checkpoints, daemon=True)

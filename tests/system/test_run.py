@@ -2,6 +2,7 @@
 Optuna search, ``ablate status``. Tiny digits sweeps (a trial is a few seconds of which most is the
 Ray worker starting); one Ray instance for the whole module, except the SIGTERM test, which runs
 ``ablate run`` as a subprocess with its own Ray."""
+
 from __future__ import annotations
 
 import os
@@ -16,25 +17,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from ablate.cli import main
-from ablate.expand import expand
-from ablate.store import RunLock
-from ablate.sweep import load_sweep
-
-from tiny_sweeps import write_sweep
+from ablate.results.lock import RunLock
+from ablate.sweep.load import read_sweep
+from helpers.tiny_sweeps import write_sweep
 
 pytestmark = pytest.mark.system
-
-
-@pytest.fixture(scope="session")
-def ray_local():
-    """One local Ray for every in-process run of this module (``ablate run`` reuses an initialised Ray)."""
-    import ray
-
-    if not ray.is_initialized():
-        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
-                 configure_logging=False)
-    yield
-    ray.shutdown()
 
 
 def rows_of(results: Path) -> pd.DataFrame:
@@ -43,7 +30,7 @@ def rows_of(results: Path) -> pd.DataFrame:
 
 def by_trial(sweep_file: Path) -> dict[str, dict]:
     """trial_id -> axes of the sweep's trials."""
-    return {t.trial_id: t.axes for t in expand(load_sweep(sweep_file))}
+    return {t.trial_id: t.axes for t in read_sweep(sweep_file).trials}
 
 
 MIXED = """\
@@ -126,8 +113,10 @@ def test_run_again_reruns_only_the_failed_trial(mixed, capsys):
     assert len(after) == len(before)  # nothing duplicated
     ok = trial_of(sweep, "optim.lr", 0.05)
     keep = ["epoch", "loss", "started_at", "wall_s"]
-    pd.testing.assert_frame_equal(before[before.trial_id == ok][keep].reset_index(drop=True),
-                                  after[after.trial_id == ok][keep].reset_index(drop=True))  # not run again
+    pd.testing.assert_frame_equal(
+        before[before.trial_id == ok][keep].reset_index(drop=True),
+        after[after.trial_id == ok][keep].reset_index(drop=True),
+    )  # not run again
 
 
 def test_restart_moves_old_results_aside(ray_local, tmp_path, capsys):
@@ -161,7 +150,10 @@ def test_a_second_run_of_the_same_sweep_refuses_while_one_holds_the_lock(tmp_pat
 
 
 def test_optuna_search_writes_optuna_rows_with_distinct_sampled_values(ray_local, tmp_path, capsys):
-    sweep = write_sweep(tmp_path, "search", """\
+    sweep = write_sweep(
+        tmp_path,
+        "search",
+        """\
         search:
           num_samples: 3
           seed: 1
@@ -169,7 +161,8 @@ def test_optuna_search_writes_optuna_rows_with_distinct_sampled_values(ray_local
           space:
             optim.lr: {loguniform: [0.01, 0.1]}
         seeds: [0]
-        """)
+        """,
+    )
     assert main(["run", str(sweep), "--storage", str(tmp_path / "res"), "--no-table"]) == 0
     df = rows_of(tmp_path / "res" / "search")
     final = df[df.is_final]
@@ -182,13 +175,17 @@ def test_sigterm_keeps_finished_trials_and_a_second_run_resumes_the_rest(ray_loc
     """SIGTERM (a SLURM time limit / preemption) mid-sweep: no half-written files; the next run
     skips finished trials and continues the interrupted one from its last checkpoint. The first run
     is a subprocess with its own Ray; the second runs in-process (a resubmitted job)."""
-    sweep = write_sweep(tmp_path, "term", """\
+    sweep = write_sweep(
+        tmp_path,
+        "term",
+        """\
         grid:
           optim.lr: [0.03, 0.05]
         seeds: [0]
         max_concurrent: 1
         checkpoint: {every: 1, keep: 2}
-        """)
+        """,
+    )
     # Enough epochs that the trial whose first checkpoint we wait for is still running when SIGTERM
     # lands (with 3 it could finish, and drop its checkpoints, before the signal was handled).
     epochs = 20
@@ -196,8 +193,13 @@ def test_sigterm_keeps_finished_trials_and_a_second_run_resumes_the_rest(ray_loc
     results = tmp_path / "res" / "term"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop("RAY_ADDRESS", None)
-    proc = subprocess.Popen([sys.executable, "-m", "ablate.cli", "run", str(sweep), "--storage", str(tmp_path / "res"),
-                             "--no-table"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ablate.cli", "run", str(sweep), "--storage", str(tmp_path / "res"), "--no-table"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
     try:
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline and proc.poll() is None:
@@ -229,8 +231,10 @@ def test_sigterm_keeps_finished_trials_and_a_second_run_resumes_the_rest(ray_loc
         assert sorted(rows.epoch) == list(range(1, epochs + 1)), tid  # every epoch once: nothing lost, nothing twice
         assert rows.is_final.sum() == 1 and bool(rows.sort_values("epoch").is_final.iloc[-1])
     for tid in finished:  # not run again
-        pd.testing.assert_frame_equal(before[tid].reset_index(drop=True),
-                                      df[df.trial_id == tid].sort_values("epoch").reset_index(drop=True)[before[tid].columns])
+        pd.testing.assert_frame_equal(
+            before[tid].reset_index(drop=True),
+            df[df.trial_id == tid].sort_values("epoch").reset_index(drop=True)[before[tid].columns],
+        )
     for tid in checkpointed:  # continued from its checkpoint, not from epoch 0
         rows = df[df.trial_id == tid].sort_values("epoch")
         resumed = rows.resumed_from_epoch.dropna()

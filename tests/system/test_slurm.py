@@ -5,6 +5,7 @@ and its Parquet results appear; a second submission resumes and runs nothing. A 
 running job the way SLURM's time-limit warning does (USR1 to the batch shell) and checks that the
 job requeues itself and finishes the sweep in its second run.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -12,7 +13,6 @@ import re
 import shutil
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -38,22 +38,8 @@ seeds: [0]
 resources: {{cpu: 1}}
 """
 
-# `ablate submit` through the CLI once it is wired there, else through the module's own argparse parser
-SUBMIT = textwrap.dedent("""\
-    import argparse, sys
-    from ablate import cli
-    if "submit" in cli.COMMANDS:
-        sys.exit(cli.main(["submit", *sys.argv[1:]]))
-    from ablate.cluster.slurm import add_submit_parser, cmd_submit
-    from ablate.errors import UserError
-    parser = argparse.ArgumentParser(prog="ablate")
-    add_submit_parser(parser.add_subparsers(dest="command", required=True))
-    try:
-        sys.exit(cmd_submit(parser.parse_args(["submit", *sys.argv[1:]])))
-    except UserError as e:
-        print(f"ablate: error: {e}", file=sys.stderr)
-        sys.exit(e.exit_code)
-    """)
+# `ablate submit` as a user types it, in the job's environment
+SUBMIT = "import sys; from ablate import cli; sys.exit(cli.main(['submit', *sys.argv[1:]]))"
 
 
 @pytest.fixture
@@ -75,9 +61,28 @@ def submit(cluster, tmp_path: Path, sweep: Path, *extra: str) -> str:
     """Run ``ablate submit --slurm`` in ``tmp_path``; the job id it printed."""
     cpus = str(min(2, cluster.cpus))
     proc = subprocess.run(
-        [sys.executable, "-c", SUBMIT, str(sweep), "--slurm", "--nodes", "1", "--cpus-per-task", cpus,
-         "--time", "0:15:00", "--storage", str(tmp_path / "results"), *extra],
-        cwd=tmp_path, env=cluster.env, capture_output=True, text=True, timeout=120)
+        [
+            sys.executable,
+            "-c",
+            SUBMIT,
+            str(sweep),
+            "--slurm",
+            "--nodes",
+            "1",
+            "--cpus-per-task",
+            cpus,
+            "--time",
+            "0:15:00",
+            "--storage",
+            str(tmp_path / "results"),
+            *extra,
+        ],
+        cwd=tmp_path,
+        env=cluster.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     m = re.search(r"SLURM job (\d+)", proc.stdout)
     assert m, proc.stdout
@@ -90,10 +95,9 @@ def job_log(tmp_path: Path, name: str, job: str) -> str:
 
 
 def expected_trial_ids(sweep: Path) -> set[str]:
-    from ablate.expand import expand
-    from ablate.sweep import load_sweep
+    from ablate.sweep.load import read_sweep
 
-    return {t.trial_id for t in expand(load_sweep(sweep))}
+    return {t.trial_id for t in read_sweep(sweep).trials}
 
 
 def parquet_digest(folder: Path) -> dict[str, str]:
@@ -116,7 +120,8 @@ def ray_processes_of(job: str) -> list[str]:
 def assert_completed(cluster, tmp_path: Path, name: str, job: str) -> dict[str, str]:
     info = cluster.wait_job(job, timeout=300)
     assert info.get("JobState") == "COMPLETED" and info.get("ExitCode") == "0:0", (
-        f"job {job}: {info.get('JobState')} {info.get('ExitCode')}\n{job_log(tmp_path, name, job)}")
+        f"job {job}: {info.get('JobState')} {info.get('ExitCode')}\n{job_log(tmp_path, name, job)}"
+    )
     return info
 
 
@@ -160,8 +165,9 @@ def test_time_limit_warning_stops_and_requeues(slurm_cluster, tmp_path, ray_tmp_
     deadline = time.monotonic() + 300
     while "trials 1/2" not in job_log(tmp_path, name, job):  # the first trial is done, the second running
         assert time.monotonic() < deadline, job_log(tmp_path, name, job)
-        assert slurm_cluster.job_info(job).get("JobState") in ("PENDING", "RUNNING", "CONFIGURING"), \
-            job_log(tmp_path, name, job)
+        assert slurm_cluster.job_info(job).get("JobState") in ("PENDING", "RUNNING", "CONFIGURING"), job_log(
+            tmp_path, name, job
+        )
         time.sleep(1)
     slurm_cluster.run("scancel", "--batch", "--signal=USR1", job)
 

@@ -1,9 +1,10 @@
 """The README documents every config key and results column, and CI runs the README's test command."""
+
 from pathlib import Path
 
-from ablate.config import TrialConfig
-from ablate.configtree import field_docs
-from ablate.results import COMMON_COLUMNS, SSL_METRICS
+from ablate.config.tree import field_docs
+from ablate.config.trial import TrialConfig
+from ablate.results.schema import COMMON_COLUMNS, SSL_METRICS
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()

@@ -1,0 +1,294 @@
+"""The pretraining trial's configuration: a tree of frozen dataclasses.
+
+Every leaf is addressable by its dotted path (``predictor.rho``, ``optim.weight_decay``) from YAML,
+``--set`` and sweep grids, and becomes a result column under the same name. Defaults are the
+paper's STL-10 recipe where the paper has one (Sec. 3 of the reference doc), except the dataset,
+which defaults to the offline ``digits`` so that a trial runs anywhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+from ablate.config.tree import Source, build, doc, to_dict
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    name: Literal["digits", "stl10", "cifar10", "imagefolder", "fake"] = field(
+        default="digits", metadata=doc("dataset: digits (bundled with scikit-learn), stl10, cifar10, imagefolder, fake")
+    )
+    root: str | None = field(
+        default=None,
+        metadata=doc(
+            "dataset directory (stl10: the folder holding stl10_binary/; cifar10: cifar-10-batches-py/; "
+            "imagefolder: train/ and val/); never downloaded"
+        ),
+    )
+    augment: Literal["auto", "digits", "stl10", "cifar10", "byol", "none"] = field(
+        default="auto", metadata=doc("augmentation recipe; auto picks the paper's recipe for the dataset")
+    )
+    image_size: int = field(
+        default=0,
+        metadata=doc(
+            "crop size; 0 = the dataset's native size (digits 16, cifar10/fake 32, stl10 96, imagefolder 224)", min=0
+        ),
+    )
+    fake_size: int = field(default=512, metadata=doc("fake: number of pretraining images", min=1))
+    fake_classes: int = field(default=10, metadata=doc("fake: number of classes", min=2))
+    workers: int = field(default=0, metadata=doc("imagefolder: DataLoader decode workers", min=0))
+
+    def check(self) -> tuple[str, str] | None:
+        if self.name in ("stl10", "cifar10", "imagefolder") and not self.root:
+            return (
+                "root",
+                f"dataset {self.name!r} needs data.root, the directory that holds it (it is never downloaded)",
+            )
+        return None
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    trunk: Literal["convnet", "resnet18", "resnet50"] = field(
+        default="convnet", metadata=doc("trunk: convnet (small, for digits on CPU), resnet18, resnet50")
+    )
+    stem: Literal["imagenet", "cifar"] = field(
+        default="imagenet", metadata=doc("ResNet stem: imagenet (7x7/2 + maxpool) or cifar (3x3/1, no maxpool)")
+    )
+    width: int = field(default=64, metadata=doc("convnet: channels of the last conv layer (= feature dim)", min=1))
+    sync_bn: bool = field(default=False, metadata=doc("SyncBatchNorm in data-parallel trials"))
+
+
+@dataclass(frozen=True)
+class ProjectorConfig:
+    hidden_dim: int = field(default=512, metadata=doc("projector hidden width (paper: 512)", min=1))
+    out_dim: int = field(default=128, metadata=doc("projection dimension d (paper: 128)", min=1))
+    bn_affine: bool = field(default=False, metadata=doc("affine BatchNorm in the projector (paper: off)"))
+
+
+# ---------------------------------------------------------------- predictors (a registry)
+@dataclass(frozen=True)
+class PredictorConfig:
+    """Polymorphic: ``name`` picks the variant; each variant accepts only its own keys."""
+
+    name: str = field(default="linear", metadata=doc("predictor: none, linear, mlp, directpred, plugin"))
+    variants: ClassVar[dict[str, type]] = {}
+
+
+@dataclass(frozen=True)
+class NoPredictorConfig(PredictorConfig):
+    """Identity predictor: the "no predictor" ablation (collapses, Theorem 2)."""
+
+    name: Literal["none"] = "none"
+
+
+@dataclass(frozen=True)
+class LinearPredictorConfig(PredictorConfig):
+    name: Literal["linear"] = "linear"
+    bias: bool = field(default=False, metadata=doc("bias term (linear default false; mlp default true)"))
+    symmetric: bool = field(
+        default=False,
+        metadata=doc("linear: W_p <- (W_p + W_p^T)/2 after each step; mlp: symmetric square weights (Table 3)"),
+    )
+
+
+@dataclass(frozen=True)
+class MLPPredictorConfig(PredictorConfig):
+    name: Literal["mlp"] = "mlp"
+    hidden_dim: int = field(default=512, metadata=doc("hidden width (paper: 512; BYOL ImageNet: 4096)", min=1))
+    bn_affine: bool = field(default=False, metadata=doc("affine BatchNorm in the hidden layer"))
+    symmetric: bool = field(default=False, metadata=doc("symmetric variant (Table 3)"))
+    bias: bool = field(default=True, metadata=doc("bias in the two linear layers"))
+
+
+@dataclass(frozen=True)
+class DirectPredConfig(PredictorConfig):
+    name: Literal["directpred"] = "directpred"
+    rho: float = field(default=0.3, metadata=doc("EMA rate of F_hat: F <- rho F + (1-rho) E[f f^T]", min=0, max=1))
+    eps: float = field(
+        default=0.1,
+        metadata=doc("eps in p_j = sqrt(s_j / s_max) + eps (Eq. 18, code form); Table 7 uses eps_inside with eps = -c"),
+    )
+    freq: int = field(default=1, metadata=doc("set W_p every freq steps; SGD moves it in between", min=1))
+    eps_inside: bool = field(default=False, metadata=doc("p_j = sqrt(max(s_j/s_max + eps, 1e-4)) (Table 7 variant)"))
+    mode: Literal["eigen", "copy"] = field(
+        default="eigen", metadata=doc("eigen (Eq. 18) or copy (DirectCopy: W_p = F/||F|| + eps I)")
+    )
+
+    def check(self) -> tuple[str, str] | None:
+        if self.eps < 0 and not self.eps_inside:
+            return (
+                "eps",
+                f"must be >= 0 unless eps_inside is true (Table 7 uses eps = -c inside the root), got {self.eps}",
+            )
+        return None
+
+
+@dataclass(frozen=True)
+class PluginPredictorConfig(PredictorConfig):
+    """Table 1: the optimal linear predictor solved from EMA statistics and plugged in every freq steps."""
+
+    name: Literal["plugin"] = "plugin"
+    rho: float = field(
+        default=0.3, metadata=doc("EMA rate of the statistics F and the cross-correlation", min=0, max=1)
+    )
+    freq: int = field(default=1, metadata=doc("solve and plug W_p every freq steps", min=1))
+    ridge: float = field(
+        default=1e-4, metadata=doc("ridge added to F (relative to its trace / d) before solving", min=0)
+    )
+
+
+PredictorConfig.variants.update(
+    {
+        "none": NoPredictorConfig,
+        "linear": LinearPredictorConfig,
+        "mlp": MLPPredictorConfig,
+        "directpred": DirectPredConfig,
+        "plugin": PluginPredictorConfig,
+    }
+)
+
+
+@dataclass(frozen=True)
+class EMAConfig:
+    tau: float = field(
+        default=0.996,
+        metadata=doc(
+            "target <- tau*target + (1-tau)*online; 0 = SimSiam-style target (online weights, no_grad)", min=0, max=1
+        ),
+    )
+    init: Literal["copy", "independent"] = field(
+        default="independent",
+        metadata=doc("target start: copy of the online net, or an independent init (the reference code)"),
+    )
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    symmetric: bool = field(
+        default=True, metadata=doc("symmetric loss (both views predict the other); false = one direction")
+    )
+    stop_gradient: bool = field(
+        default=True, metadata=doc("stop-gradient on the target branch; false collapses (Theorem 2)")
+    )
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    name: Literal["sgd", "lars"] = field(default="sgd", metadata=doc("sgd (paper) or lars (large-batch ImageNet)"))
+    lr: float = field(default=0.03, metadata=doc("learning rate alpha (paper: 0.03 constant)", gt=0))
+    momentum: float = field(default=0.9, metadata=doc("momentum", min=0, max=1))
+    weight_decay: float = field(default=4e-4, metadata=doc("weight decay eta of the trunk and projector", min=0))
+    alpha_p: float = field(default=1.0, metadata=doc("relative predictor lr: predictor lr = alpha_p * lr", gt=0))
+    predictor_weight_decay: float | None = field(
+        default=None, metadata=doc("predictor weight decay; null = same as weight_decay (Table 5 splits them)", min=0)
+    )
+    schedule: Literal["constant", "cosine"] = field(
+        default="constant", metadata=doc("lr schedule: constant (paper) or cosine with warmup")
+    )
+    warmup_epochs: int = field(default=0, metadata=doc("cosine: linear warmup epochs", min=0))
+    lars_eta: float = field(default=0.001, metadata=doc("lars: trust coefficient", gt=0))
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = field(default=10, metadata=doc("pretraining epochs (paper: 100)", min=1))
+    batch_size: int = field(default=128, metadata=doc("batch size B (paper: 128)", min=2))
+    device: Literal["auto", "cpu", "cuda"] = field(default="auto", metadata=doc("auto = cuda when available"))
+    precision: Literal["fp32", "bf16"] = field(
+        default="fp32", metadata=doc("bf16 autocast on CUDA; F_hat and eigh stay fp32")
+    )
+    channels_last: bool = field(default=False, metadata=doc("channels_last memory format (CUDA speed option)"))
+    compile: bool = field(default=False, metadata=doc("torch.compile the online network"))
+    steps_per_epoch: int = field(
+        default=0, metadata=doc("cap on steps per epoch; 0 = a full pass over the data", min=0)
+    )
+    threads: int = field(default=0, metadata=doc("CPU threads for torch; 0 = leave torch's default", min=0))
+    gpu_memory_fraction: float = field(
+        default=0.0, metadata=doc("cap this trial's share of GPU memory (packing); 0 = no cap", min=0, max=1)
+    )
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    every: int = field(default=5, metadata=doc("evaluate every N epochs (and always after the last)", min=1))
+    probe_epochs: int = field(default=50, metadata=doc("linear probe epochs (paper: 50)", min=1))
+    probe_lr: float = field(default=3e-4, metadata=doc("probe Adam lr (paper: 3e-4)", gt=0))
+    probe_weight_decay: float = field(default=1e-3, metadata=doc("probe Adam weight decay (paper: 1e-3)", min=0))
+    probe_batch_size: int = field(default=128, metadata=doc("probe batch size", min=1))
+    knn_k: int = field(default=200, metadata=doc("kNN neighbours (cosine)", min=1))
+    knn_t: float = field(default=0.1, metadata=doc("kNN temperature of the similarity weights", gt=0))
+    spectra: bool = field(default=True, metadata=doc("record F / W_p spectra for linear-type predictors"))
+
+
+@dataclass(frozen=True)
+class SaveConfig:
+    """What a trial leaves behind besides its rows: the online trunk's weights, for export.
+
+    Written to ``<results>/_weights/<trial_id>/trunk_final.pt`` (and ``trunk_epoch{N}.pt``) as the
+    plain state dict of :func:`ablate.models.trunks.export_state_dict`. Where and how often weights are
+    saved does not change what a trial computes, so these keys are not part of the trial_id."""
+
+    weights: Literal["none", "final", "every"] = field(
+        default="final",
+        metadata=doc(
+            "trunk weights to keep: none, final (after the last epoch), every (every save.every epochs and the final)"
+        ),
+    )
+    every: int = field(default=0, metadata=doc("with weights: every, save every N epochs; 0 = eval.every", min=0))
+
+
+@dataclass(frozen=True)
+class TrialConfig:
+    """One pretraining trial (the thing every sweep runs)."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    projector: ProjectorConfig = field(default_factory=ProjectorConfig)
+    predictor: PredictorConfig = field(default_factory=LinearPredictorConfig)
+    ema: EMAConfig = field(default_factory=EMAConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    save: SaveConfig = field(default_factory=SaveConfig)
+    seed: int = field(default=0, metadata=doc("random seed (a sweep's seeds axis sets it)", min=0))
+
+
+def load_trial_config(data: Mapping[str, Any] | None = None, src: Source | None = None) -> TrialConfig:
+    """Strictly build a :class:`TrialConfig` from a sparse nested mapping."""
+    return build(TrialConfig, data or {}, src)
+
+
+# Leaves that say where, how fast or what else to keep, not what a trial computes: two machines with
+# the data in different folders, or two runs that keep weights differently, must agree on a trial's
+# id, or a resumed sweep would run everything again.
+UNHASHED_KEYS = (
+    "data.root",
+    "data.workers",
+    "train.device",
+    "train.threads",
+    "train.gpu_memory_fraction",
+    "save.weights",
+    "save.every",
+)
+
+
+def config_hash(cfg: Any) -> str:
+    """Stable 12-hex id of a resolved config (the trial_id): same config, same id, on any machine.
+
+    The leaves in :data:`UNHASHED_KEYS` are left out of the hash, and so is a section that only
+    held such leaves (``save``): adding such a section does not change any existing trial_id."""
+    tree = to_dict(cfg)
+    for key in UNHASHED_KEYS:
+        section, _, leaf = key.partition(".")
+        if isinstance(tree.get(section), dict):
+            tree[section].pop(leaf, None)
+            if not tree[section]:
+                del tree[section]
+    blob = json.dumps(tree, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha1(blob.encode()).hexdigest()[:12]

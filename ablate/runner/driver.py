@@ -1,0 +1,248 @@
+"""``ablate run``: an expanded sweep -> Ray Tune -> one Parquet dataset (the driver side; what runs
+inside each trial is :mod:`ablate.runner.trainable`).
+
+Ray Tune is the scheduler (local Ray started in-process, or ``--address`` of an existing cluster);
+the results of record are our Parquet files, written by the driver from the rows each trial reports
+(:mod:`ablate.runner.recorder`). Resume is ours too: trials whose final row is in the results are
+skipped, everything else runs again, and a trial with a checkpoint (from a retry in this run or
+from an earlier, interrupted run) continues from it (:mod:`ablate.runner.checkpoints`).
+
+Storage (``--storage`` / the sweep's ``storage:``) is a path or a pyarrow filesystem URI; results,
+Ray's trial folders, checkpoints and weights all live under ``<storage>/<sweep>/``
+(:mod:`ablate.results.layout`). On a cluster of several nodes it must be visible from every node.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import IO, Any
+
+from ablate.config.tree import to_dict
+from ablate.results.io import ResultsStore, move_aside
+from ablate.results.layout import SweepDir
+from ablate.results.lock import ObjectLock, RunLock, run_lock
+from ablate.results.schema import schema_for
+from ablate.runner.checkpoints import ray_storage
+from ablate.runner.data_parallel import DRIVER_RESOURCES, ddp_trainable
+from ablate.runner.progress import ProgressView
+from ablate.runner.recorder import RunSummary, recorder
+from ablate.runner.resources import (
+    check_data_parallel,
+    check_feasible,
+    check_storage,
+    fitting_trials,
+    trial_resources,
+    with_gpu_share,
+)
+from ablate.runner.session import alive_nodes, init_ray, shutdown_ray, skip_callback_telemetry
+from ablate.runner.trackers import tracker_callbacks
+from ablate.runner.trainable import trainable, trial_id_of
+from ablate.sweep.expand import Trial
+from ablate.sweep.validated import Sweep
+
+
+def save_sweep(sweep: Sweep, folder: SweepDir) -> None:
+    """Keep the sweep file as run (and its --set overrides) beside the results, so ``status`` and
+    ``table`` on the results folder rebuild exactly the same trials."""
+    folder.sweep_file.write_text(sweep.text)
+    folder.overrides_file.write_text(json.dumps(sweep.overrides, sort_keys=True))
+
+
+def _take_lock(folder: SweepDir, restart: bool) -> tuple[RunLock | ObjectLock, SweepDir | None]:
+    """The run lock, taken before ``--restart`` moves anything (a running sweep's folder is never
+    moved); with ``restart``, the old folder moved to ``<name>.old-<time>`` (never deleted)."""
+    lock = run_lock(folder)
+    lock.acquire()
+    if not restart:
+        return lock, None
+    lock.release()
+    backup = move_aside(folder)
+    lock = run_lock(folder)
+    lock.acquire()
+    return lock, backup
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How to run a sweep (the flags of ``ablate run``). ``shared_storage_ok``: trust that storage is
+    shared on a multi-node cluster (:func:`ablate.runner.resources.check_storage`); ``log``: experiment
+    trackers (``--log``; default the sweep's ``logging:``, see :mod:`ablate.runner.trackers`);
+    ``tracking_uri``: MLflow's tracking URI."""
+
+    address: str | None = None
+    max_concurrent: int | None = None
+    restart: bool = False
+    stream: IO[str] | None = None
+    shared_storage_ok: bool = False
+    log: Sequence[str] | str | None = None
+    tracking_uri: str | None = None
+
+
+def run_sweep(sweep: Sweep, folder: SweepDir, **options: Any) -> RunSummary:
+    """Run every trial of ``sweep`` that is not finished yet into ``folder`` (``options``: :class:`RunOptions`);
+    return what happened."""
+    opts = RunOptions(**options)
+    stream = opts.stream or sys.stdout
+    lock, backup = _take_lock(folder, opts.restart)
+    try:
+        save_sweep(sweep, folder)
+        check_data_parallel(sweep)
+        store = ResultsStore(folder, schema_for(sweep.kind))
+        done = store.finished_ids()
+        summary = RunSummary(
+            folder.display(), sweep, *_counts(sweep, done), backup=backup.display() if backup else None
+        )
+        if backup:
+            print(f"moved old results to {backup}", file=stream)
+        if summary.total == summary.skipped:
+            print(
+                f"all {summary.total} trials of {sweep.name} are already in {folder}; nothing to run "
+                "(--restart starts over)",
+                file=stream,
+            )
+            return summary
+        names = opts.log if opts.log is not None else sweep.logging
+        # a missing tracker package fails before Ray starts
+        trackers = tracker_callbacks(names, sweep, folder, opts.tracking_uri, stream=stream) if names else []
+        view = ProgressView(summary.total, sweep.metric.name, sweep.metric.mode, summary.skipped, stream)
+        view.status.update({tid: "ok" for tid in done})
+        todo = [t for t in sweep.trials if t.trial_id not in done]
+        summary.interrupted = _on_ray(sweep, folder, todo, [recorder(store, view, summary), *trackers], view, opts)
+        summary.ran = len(view.status) - len(done)
+        return summary
+    finally:
+        lock.release()
+
+
+def _on_ray(
+    sweep: Sweep, folder: SweepDir, todo: list[Trial], callbacks: list[Any], view: ProgressView, opts: RunOptions
+) -> bool:
+    """Start (or attach to) Ray, refuse what it could never run, run the trials; whether it was stopped."""
+    started = init_ray(opts.address, folder.logs)
+    try:
+        need = trial_resources(sweep)
+        check_feasible(need)
+        check_storage(folder.loc, opts.address, opts.shared_storage_ok)
+        n_new = view.total - view.skipped
+        concurrent = opts.max_concurrent or sweep.max_concurrent or None
+        return _fit(_tuner(sweep, folder, todo, n_new, need, concurrent, callbacks), view)
+    finally:
+        if started:
+            shutdown_ray()
+
+
+def _counts(sweep: Sweep, done: set[str]) -> tuple[int, int, int]:
+    """(trials in the sweep, already finished, run now): a search counts its samples."""
+    total = sweep.search.num_samples if sweep.search else len(sweep.trials)
+    skipped = min(len(done), total) if sweep.search else sum(t.trial_id in done for t in sweep.trials)
+    return total, skipped, 0
+
+
+def _fit(tuner: Any, view: ProgressView) -> bool:
+    """Run the Tuner to the end; SIGTERM (a SLURM preemption) stops it as Ctrl-C does. Whether it was stopped."""
+    skip_callback_telemetry()
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        tuner.fit()
+        return False
+    except KeyboardInterrupt:
+        return True
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        view.close()
+
+
+def _tuner(
+    sweep: Sweep,
+    folder: SweepDir,
+    todo: list[Trial],
+    n_new: int,
+    need: dict[str, float],
+    concurrent: int | None,
+    callbacks: list[Any],
+) -> Any:
+    """The Tuner of the trials still to run: a grid of their configs, or Optuna sampling ``n_new``."""
+    from ray import tune
+
+    r, ck = sweep.resources, sweep.checkpoint
+    if r.workers > 1:  # data-parallel drivers hold no CPU: cap them at what the workers fit into
+        fits = max(1, fitting_trials(need, alive_nodes()))
+        concurrent = min(concurrent or fits, fits)
+        fn = tune.with_resources(ddp_trainable, DRIVER_RESOURCES)
+    else:
+        fn = tune.with_resources(trainable, {"cpu": r.cpu, "gpu": r.gpu})
+    # Reusing a worker process between trials saves Ray's actor start-up (seconds per trial on a
+    # small machine); every trial reseeds and rebuilds everything it uses, so nothing leaks.
+    tune_cfg: dict[str, Any] = {
+        "max_concurrent_trials": concurrent,
+        "reuse_actors": r.workers <= 1,
+        "trial_dirname_creator": lambda t: trial_id_of(t.config["trial"]),
+    }
+    params = _trial_params(sweep, folder, todo, need)
+    if sweep.search:
+        from ray.tune.search.optuna import OptunaSearch
+
+        s = sweep.search
+        tune_cfg.update(
+            search_alg=OptunaSearch(metric=s.metric, mode=s.mode, seed=s.seed),
+            num_samples=n_new,
+            metric=s.metric,
+            mode=s.mode,
+        )
+        params["sampled"] = {k: _distribution(tune, d) for k, d in s.space.items()}
+        param_space = {"trial": params}
+    else:
+        param_space = {"trial": tune.grid_search([{**params, **trial} for trial in params.pop("grid")])}
+    return tune.Tuner(
+        fn,
+        param_space=param_space,
+        tune_config=tune.TuneConfig(**tune_cfg),
+        run_config=tune.RunConfig(
+            name=folder.name,
+            **ray_storage(folder.ray_dir),
+            verbose=0,
+            callbacks=callbacks,
+            log_to_file=True,
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=ck.keep),
+            failure_config=tune.FailureConfig(max_failures=sweep.max_failures),
+        ),
+    )
+
+
+def _trial_params(sweep: Sweep, folder: SweepDir, todo: list[Trial], need: dict[str, float]) -> dict[str, Any]:
+    """What every Tune trial gets (:func:`ablate.runner.trainable.resolve` reads it): the sweep's
+    columns, the metrics Tune watches, where the results are, and the trials (``grid``) or the base
+    a search samples into."""
+    ck = sweep.checkpoint
+    run = {
+        "results": str(folder),
+        "every": ck.every,
+        "keep": ck.keep,
+        "max_failures": sweep.max_failures,
+        "workers": sweep.resources.workers,
+        "worker_resources": {k: v for k, v in need.items() if k != "workers"},
+    }
+    metrics = sorted({sweep.metric.name, *([sweep.search.metric] if sweep.search else [])})
+    params: dict[str, Any] = {"kind": sweep.kind, "sweep": sweep.name, "metrics": metrics, "run": run}
+    if sweep.search:
+        return {**params, "search": "optuna", "base": with_gpu_share(sweep.search_base, sweep)}
+    grid = [
+        {"search": t.search, "trial_id": t.trial_id, "config": with_gpu_share(to_dict(t.config), sweep)} for t in todo
+    ]
+    return {**params, "grid": grid}
+
+
+def _raise_interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _distribution(tune: Any, spec: Any) -> Any:
+    """A search-space entry ({uniform|loguniform: [lo, hi]} or {choice: [...]}) as a Tune distribution."""
+    name, args = spec.kind, spec.values
+    if name == "choice":
+        return tune.choice(list(args))
+    return getattr(tune, name)(*args)

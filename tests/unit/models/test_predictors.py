@@ -1,0 +1,241 @@
+"""Predictors: DirectPred's closed form (Eq. 18, code form), F_hat's EMA (Eq. 19), plug-in timing,
+symmetric variants, the registry, the Table 1 plug-in solve, and the spectra metrics."""
+
+import numpy as np
+import pytest
+import torch
+
+from ablate.config.trial import PredictorConfig, load_trial_config
+from ablate.models.predictors import (
+    PREDICTORS,
+    build_predictor,
+    directcopy_weight,
+    directpred_weight,
+    plugin_weight,
+    spectra,
+)
+
+
+def predictor(dim=4, **cfg):
+    return build_predictor(load_trial_config({"predictor": cfg}).predictor, dim)
+
+
+def random_psd(d, seed, rank=None):
+    g = torch.Generator().manual_seed(seed)
+    a = torch.randn(d, rank or d, generator=g, dtype=torch.float64)
+    return a @ a.T / d
+
+
+def numpy_directpred(f, eps, eps_inside=False):
+    """Eq. 18 in the reference code's form, written out with numpy in float64."""
+    s, u = np.linalg.eigh(f)
+    ratio = np.maximum(s, 0) / s.max()
+    p = np.sqrt(np.maximum(ratio + eps, 1e-4)) if eps_inside else np.maximum(np.sqrt(ratio) + eps, 1e-4)
+    return u @ np.diag(p) @ u.T
+
+
+# ------------------------------------------------------------------ directpred_weight
+@pytest.mark.parametrize(
+    "seed, rank, eps, inside",
+    [(0, None, 0.1, False), (1, 3, 0.0, False), (2, None, 0.01, False), (3, 2, -0.05, True), (4, None, 0.1, True)],
+)
+def test_directpred_weight_matches_an_explicit_eigen_computation(seed, rank, eps, inside):
+    f = random_psd(6, seed, rank)
+    w = directpred_weight(f.float(), eps, eps_inside=inside)
+    assert w.dtype == torch.float32 and w.shape == (6, 6)
+    # fp32 eigenvalues near 0 carry ~1e-7 s_max of rounding, which sqrt(s / s_max) lifts to ~3e-4.
+    atol = 1e-3 if rank is not None and eps == 0 else 2e-5
+    np.testing.assert_allclose(w.numpy(), numpy_directpred(f.numpy(), eps, inside), atol=atol)
+
+
+def test_directpred_weight_on_a_diagonal_f_has_the_known_p():
+    f = torch.diag(torch.tensor([4.0, 1.0, 0.0, -1e-3]))  # a slightly negative eigenvalue is clamped
+    # p = sqrt(s / s_max) + eps, floored at 1e-4
+    assert torch.allclose(directpred_weight(f, 0.1), torch.diag(torch.tensor([1.1, 0.6, 0.1, 0.1])), atol=1e-6)
+    assert torch.allclose(directpred_weight(f, 0.0), torch.diag(torch.tensor([1.0, 0.5, 1e-4, 1e-4])), atol=1e-7)
+
+
+def test_eps_inside_puts_eps_under_the_root_table7():
+    f = torch.diag(torch.tensor([4.0, 1.0, 0.0]))
+    # p = sqrt(max(s / s_max + eps, 1e-4)) with eps = -c = -0.3: (0.7, -0.05, -0.3) -> (sqrt(.7), .01, .01)
+    want = torch.diag(torch.tensor([0.7**0.5, 0.01, 0.01]))
+    assert torch.allclose(directpred_weight(f, -0.3, eps_inside=True), want, atol=1e-6)
+
+
+def test_directpred_weight_of_a_zero_f_is_finite():
+    zero = torch.zeros(3, 3)
+    assert torch.equal(directpred_weight(zero, 0.1), 0.1 * torch.eye(3))
+    assert torch.allclose(directpred_weight(zero, 0.0), 1e-4 * torch.eye(3))
+
+
+def test_directpred_weight_is_fp32_under_bf16_autocast():
+    f = random_psd(8, 5).float()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        w = directpred_weight(f, 0.1)
+    assert w.dtype == torch.float32 and torch.allclose(w, directpred_weight(f, 0.1), atol=1e-6)
+
+
+def test_directcopy_weight_is_frobenius_normalised_f_plus_eps():
+    f = random_psd(5, 6).float()
+    w = directcopy_weight(3.0 * f, 0.2)  # invariant to the scale of F
+    assert torch.allclose(w, f / torch.linalg.matrix_norm(f) + 0.2 * torch.eye(5), atol=1e-6)
+
+
+# ------------------------------------------------------------------ F_hat and the hooks
+def test_f_hat_is_the_uncentred_batch_value_first_then_an_ema():
+    p = predictor(dim=2, name="directpred", rho=0.3)
+    assert p.corr is None
+    t = torch.zeros(1, 2)
+    p.observe(torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 2.0]]), t, t)
+    f1 = torch.diag(torch.tensor([0.5, 2.0]))  # (z1 z1^T + z2 z2^T) / 2B
+    assert torch.allclose(p.corr, f1)
+    ones = torch.ones(1, 2)
+    p.observe(ones, ones, t, t)  # not centred: a constant batch still has F = 1 1^T
+    assert torch.allclose(p.corr, 0.3 * f1 + 0.7 * torch.ones(2, 2))
+    assert p.corr.dtype == torch.float32
+
+
+def test_directpred_sets_w_p_on_the_reference_codes_schedule():
+    """freq 3: plug-ins on steps 1, 4, 7 (reference: 0-based niter % freq == 0); SGD in between."""
+    p = predictor(dim=4, name="directpred", freq=3, eps=0.1)
+    z = torch.randn(8, 4, generator=torch.Generator().manual_seed(0))
+    p.observe(z[:4], z[4:], z[:4], z[4:])
+    target = directpred_weight(p.corr, 0.1)
+    w = p.linear_weight()
+    p.after_optimizer_step(1)
+    assert torch.allclose(w, target, atol=1e-6)  # the first step already plugs in
+    for step in (2, 3):
+        sgd = w.detach().clone() + 0.01 * step  # stands in for an SGD move between plug-ins
+        with torch.no_grad():
+            w.copy_(sgd)
+        p.after_optimizer_step(step)
+        assert torch.equal(w, sgd), step  # kept
+    p.after_optimizer_step(4)
+    assert torch.allclose(w, target, atol=1e-6)
+    with torch.no_grad():
+        w.add_(1.0)
+    p.after_optimizer_step(6)
+    assert not torch.allclose(w, target)
+    p.after_optimizer_step(7)
+    assert torch.allclose(w, target, atol=1e-6)
+
+
+def test_directpred_copy_mode_plugs_in_directcopy():
+    p = predictor(dim=4, name="directpred", mode="copy", eps=0.3)
+    z = torch.randn(6, 4, generator=torch.Generator().manual_seed(1))
+    p.observe(z[:3], z[3:], z[:3], z[3:])
+    p.after_optimizer_step(1)
+    assert torch.allclose(p.linear_weight(), directcopy_weight(p.corr, 0.3))
+
+
+def test_f_hat_survives_a_checkpoint_round_trip():
+    p = predictor(dim=3, name="directpred", rho=0.5)
+    z = torch.randn(4, 3)
+    p.observe(z, z, z, z)
+    q = predictor(dim=3, name="directpred", rho=0.5)
+    q.load_state_dict(p.state_dict())
+    assert torch.equal(q.corr, p.corr)
+    q.observe(z, 2 * z, z, z)
+    p.observe(z, 2 * z, z, z)
+    assert torch.equal(q.corr, p.corr)  # the EMA goes on, not restarting from the batch value
+
+
+def sgd_step(p, z, lr=0.5):
+    """One plain SGD step on a regression loss whose gradient is not symmetric."""
+    loss = (p(z) - z.flip(1) ** 2).pow(2).sum()
+    loss.backward()
+    with torch.no_grad():
+        for q in p.parameters():
+            q -= lr * q.grad
+
+
+def test_symmetric_linear_stays_symmetric():
+    p = predictor(dim=5, name="linear", symmetric=True, bias=True)
+    w = p.linear_weight()
+    assert torch.equal(w, w.T)
+    sgd_step(p, torch.randn(7, 5, generator=torch.Generator().manual_seed(2)))
+    assert not torch.allclose(w, w.T)  # the SGD step broke it...
+    before = w.detach().clone()
+    p.after_optimizer_step(1)
+    assert torch.equal(w, w.T) and torch.allclose(w, (before + before.T) / 2)  # ...the hook restores it
+
+
+def test_symmetric_two_layer_ties_w2_to_w1_transposed():
+    p = predictor(dim=4, name="mlp", hidden_dim=6, symmetric=True)
+    w1, w2 = p.layers[0].weight, p.layers[3].weight
+    assert torch.equal(w2, w1.T)
+    sgd_step(p, torch.randn(8, 4, generator=torch.Generator().manual_seed(3)))
+    assert not torch.allclose(w2, w1.T)
+    b1, b2 = w1.detach().clone(), w2.detach().clone()
+    p.after_optimizer_step(1)
+    assert torch.equal(w2, w1.T) and torch.allclose(w1, (b1 + b2.T) / 2)
+
+
+def test_registry_builds_every_variant_with_the_right_shapes():
+    assert set(PREDICTORS) == set(PredictorConfig.variants)
+    z = torch.randn(8, 16)
+    for name in PREDICTORS:
+        p = predictor(dim=16, name=name)
+        assert p(z).shape == (8, 16), name
+        assert p.uses_sgd == any(True for _ in p.parameters()), name
+        w = p.linear_weight()
+        assert (w is None) == (name in ("none", "mlp")), name
+        assert w is None or w.shape == (16, 16)
+        p.observe(z, z, z, z)
+        assert (p.corr is not None) == (name in ("directpred", "plugin")), name
+        p.after_optimizer_step(1)
+        assert p(z).shape == (8, 16), name
+    assert torch.equal(predictor(name="none")(z[:, :4]), z[:, :4])
+    assert predictor(name="linear", bias=True).linear.bias is not None
+    assert predictor(name="mlp", bias=False).layers[0].bias is None
+
+
+# ------------------------------------------------------------------ plug-in (Table 1)
+def test_plugin_recovers_a_known_linear_map():
+    g = torch.Generator().manual_seed(4)
+    d, n = 5, 400
+    a = torch.randn(d, d, generator=g)  # not symmetric: C F^-1 and F^-1 C differ
+    z1 = torch.randn(n, d, generator=g) * torch.linspace(0.3, 2.0, d)  # anisotropic F
+    z2 = torch.randn(n, d, generator=g) * torch.linspace(2.0, 0.3, d)
+    p = predictor(dim=d, name="plugin", ridge=0.0)
+    p.observe(z1, z2, t1=z2 @ a.T, t2=z1 @ a.T)  # each view's target is A times the other view's f
+    p.after_optimizer_step(1)
+    assert torch.allclose(p.linear_weight(), a, atol=1e-3)
+
+
+def test_plugin_weight_ridge_is_relative_to_the_trace():
+    f = torch.diag(torch.tensor([3.0, 1.0]))
+    # lambda = ridge * tr(F) / d = 0.5 * 2 = 1 -> W = C diag(1/4, 1/2)
+    assert torch.allclose(plugin_weight(f, torch.eye(2), 0.5), torch.diag(torch.tensor([0.25, 0.5])))
+    assert torch.allclose(
+        plugin_weight(torch.diag(torch.tensor([2.0, 0.0])), torch.eye(2), 0.0), torch.diag(torch.tensor([0.5, 0.0]))
+    )  # singular F, no ridge: pseudo-inverse
+
+
+# ------------------------------------------------------------------ spectra
+def test_spectra_of_an_aligned_w_p_and_of_a_random_one():
+    f = random_psd(8, 7).float()
+    aligned = spectra(f, directpred_weight(f, 0.1))
+    assert aligned["eig_align"] == pytest.approx(1.0, abs=1e-4)
+    assert aligned["commutator"] < 1e-5
+    s = aligned["f_eigs"]
+    assert s == sorted(s, reverse=True) and len(s) == 8
+    want_p = [(max(x, 0) / s[0]) ** 0.5 + 0.1 for x in s]
+    assert aligned["wp_eigs"] == pytest.approx(want_p, abs=1e-4)
+    rand = spectra(f, torch.randn(8, 8, generator=torch.Generator().manual_seed(8)))
+    assert rand["eig_align"] < 0.5 and rand["commutator"] > 0.1
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_directpred_on_cuda_under_bf16_autocast_keeps_f_hat_and_w_p_in_fp32():
+    p = predictor(dim=16, name="directpred").cuda()
+    z = torch.randn(64, 16, device="cuda")
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        zb = torch.nn.functional.linear(z, torch.eye(16, device="cuda"))  # a bf16 projection, as in training
+        assert zb.dtype == torch.bfloat16
+        p.observe(zb[:32], zb[32:], zb[:32], zb[32:])
+        p.after_optimizer_step(1)
+    assert p.corr.dtype == torch.float32 and p.linear_weight().dtype == torch.float32
+    want = directpred_weight(p.corr.cpu(), 0.1)
+    assert torch.allclose(p.linear_weight().cpu(), want, atol=1e-4)

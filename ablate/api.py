@@ -53,6 +53,7 @@ A whole study from a notebook, on the bundled digits data (this runs as a doctes
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Literal
@@ -233,18 +234,19 @@ def load_results(source: Any, *, storage: str | None = None, final: bool = False
     from ablate.analysis.sources import read_source
     from ablate.results.io import final_rows
 
-    df, _ = read_source(source, storage=storage)
+    df = read_source(source, storage=storage).rows
     return final_rows(df) if final else df
 
 
 def status(source: Any, *, storage: str | None = None) -> str:
     """What ``ablate status`` prints: done / failed / diverged / interrupted / missing trials."""
+    from ablate.analysis.sources import sweep_holdings
     from ablate.analysis.status import render_status, trial_states
-    from ablate.results.io import read_rows
     from ablate.sweep.load import locate
 
     sweep, folder = locate(source, storage)
-    return render_status(trial_states(sweep, read_rows(folder)), folder.display())
+    held = sweep_holdings(sweep, folder)
+    return "\n".join([render_status(trial_states(sweep, held.rows), folder.display()), *held.notes(folder.display())])
 
 
 def table(
@@ -285,10 +287,12 @@ def table(
     from ablate.analysis.tables import build_table, expected_configs, with_protocol
     from ablate.analysis.views import TableView, table_spec
 
-    df, sw = read_source(source, sweep, storage)
+    src = read_source(source, sweep, storage)
+    df, sw = src.require_rows(source), src.sweep
     spec_ = with_protocol(table_spec(sw, rows, cols, metric, spec), protocol)
     ref = None if paper is False else load_paper(None if paper is True else paper)
-    return TableView(build_table(df, spec_, ref, expected_configs(sw), sw.name if sw is not None else None))
+    table = build_table(df, spec_, ref, expected_configs(sw), sw.name if sw is not None else None)
+    return TableView(table, src.notes)
 
 
 def figures(
@@ -309,7 +313,8 @@ def figures(
     from ablate.analysis.tables import expected_configs
     from ablate.analysis.views import table_spec
 
-    df, sw = read_source(source, sweep, storage)
+    src = read_source(source, sweep, storage)
+    df, sw = src.require_rows(source), src.sweep
     spec = table_spec(sw, rows, cols, metric, {}, required=False)
     pairs = sweep_figures(df, spec, expected=expected_configs(sw), title=sw.name if sw is not None else None)
     return {name: fig for name, fig in pairs if fig is not None}
@@ -318,16 +323,19 @@ def figures(
 def plot(
     source: Any, out: str | Path | None = None, *, formats: Sequence[str] = ("png", "pdf"), storage: str | None = None
 ) -> list[Path | str]:
-    """``ablate plot``: write the sweep's figures (default ``<results>/_figures/``); return the files."""
+    """``ablate plot``: write the sweep's figures (default ``<results>/_figures/``); return the files.
+    What the folder held besides the sweep's trials (other runs, skipped files) is said on stderr."""
     from ablate.analysis.plots import plot_sweep
+    from ablate.analysis.sources import sweep_source
     from ablate.analysis.tables import expected_configs
     from ablate.analysis.views import table_spec
-    from ablate.results.io import read_rows
-    from ablate.sweep.load import locate
 
-    sweep, folder = locate(source, storage)
+    src = sweep_source(source, storage)
+    sweep, folder = src.sweep, src.folder
+    for note in src.notes:
+        print(note, file=sys.stderr)
     return plot_sweep(
-        read_rows(folder),
+        src.require_rows(source),
         table_spec(sweep, required=False),
         out or folder.figures,
         formats=formats,
@@ -348,14 +356,16 @@ def report(
     """``ablate report``: the sweep's table, figures, provenance and sweep file in one file (default
     ``<results>/_report.html``); ``paper=False`` leaves the paper's numbers out."""
     from ablate.analysis.report import write_report
+    from ablate.analysis.sources import sweep_source
     from ablate.analysis.tables import expected_configs
     from ablate.analysis.views import table_spec
-    from ablate.results.io import read_rows
-    from ablate.sweep.load import locate
 
-    sweep, folder = locate(source, storage)
+    src = sweep_source(source, storage)
+    sweep, folder = src.sweep, src.folder
+    for note in src.notes:
+        print(note, file=sys.stderr)
     return write_report(
-        read_rows(folder),
+        src.require_rows(source),
         table_spec(sweep, required=False),
         out or folder.report(fmt),
         sweep_text=sweep.text,

@@ -111,7 +111,10 @@ def cmd_status(args: argparse.Namespace) -> int:
 @command
 def cmd_table(args: argparse.Namespace) -> int:
     paper = args.paper if args.paper not in (None, "") else False
-    print(api.table(args.sweep, paper=paper, protocol=args.protocol, storage=args.storage).render(args.format))
+    view = api.table(args.sweep, paper=paper, protocol=args.protocol, storage=args.storage)
+    print(view.render(args.format))
+    for note in view.notes:  # on stderr: `ablate table --format csv > t.csv` stays a CSV
+        print(note, file=sys.stderr)
     return 0
 
 

@@ -20,9 +20,12 @@ from ablate.sweep.validated import Sweep
 class TableView:
     """A built table (:class:`ablate.analysis.tables.Table`) that renders itself: ``str()`` /
     ``repr()`` give the terminal form, Jupyter shows the HTML form, ``render(fmt)`` any of terminal,
-    markdown, latex, csv, html; ``to_frame()`` the cells as a DataFrame; ``cell(row, col)`` one cell."""
+    markdown, latex, csv, html; ``to_frame()`` the cells as a DataFrame; ``cell(row, col)`` one cell.
+    ``notes``: what the results folder held besides the table's trials (other runs, skipped files);
+    ``repr()`` shows them under the table, ``render()`` leaves them out (a CSV stays a CSV)."""
 
     table: Table
+    notes: tuple[str, ...] = ()
 
     def render(self, fmt: str = "terminal") -> str:
         return render(self.table, fmt)
@@ -31,7 +34,7 @@ class TableView:
         return self.render("terminal")
 
     def __repr__(self) -> str:
-        return self.render("terminal")
+        return "\n".join([self.render("terminal"), *self.notes])
 
     def _repr_html_(self) -> str:
         return self.render("html")

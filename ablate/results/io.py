@@ -5,36 +5,156 @@ keeps each trial's final row; :class:`ResultsStore` is what ``ablate run``'s dri
 through (every file replaced atomically, :meth:`ablate.results.location.Location.write_bytes`, so a
 reader never sees half a file); :class:`ArtifactStore` keeps a trial's weights.
 """
+
 from __future__ import annotations
 
 import io
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
-from ablate.results.layout import SweepDir, is_trial_file
+from ablate.results.layout import TRIAL_SUFFIX, SweepDir, is_trial_file
 from ablate.results.location import Location
 from ablate.results.schema import to_table
 
 FINISHED = ("ok", "diverged")  # a final row with these statuses means: do not run again
 
 
-def read_rows(where: "str | Path | Location | SweepDir", schema: pa.Schema | None = None,
-              columns: list[str] | None = None) -> pd.DataFrame:
-    """All rows of a results folder, or of one ``.parquet`` file, as a DataFrame; empty if there are none.
+@dataclass(frozen=True)
+class Expect:
+    """What every trial file of one sweep's folder must be: rows of ``sweep`` in ``schema``, and one of
+    the expansion's trials (``belongs(trial_id, row)``, :func:`ablate.sweep.expand.membership`)."""
 
-    With ``schema``, files written before a column was added read with that column null."""
+    sweep: str
+    schema: pa.Schema
+    belongs: Callable[[str, Mapping[str, Any]], bool] = lambda trial_id, row: True
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A trial file no reader uses: damaged, or another sweep's / trial's rows (``why`` says which)."""
+
+    name: str
+    why: str
+
+
+@dataclass(frozen=True)
+class Holdings:
+    """What a results folder holds: the rows of the expected trials, the trial ids of the sweep's
+    other runs (other ``--set`` overrides) that the folder also holds, and the files skipped."""
+
+    rows: pd.DataFrame
+    others: tuple[str, ...] = ()
+    skipped: tuple[Skipped, ...] = ()
+
+    def notes(self, where: Any) -> list[str]:
+        """One line per thing a reader of ``where`` should know it is not seeing."""
+        lines = []
+        if self.others:
+            n = len(self.others)
+            lines.append(
+                f"{where}: also holds {n} trial{'s' if n > 1 else ''} of this sweep run with other "
+                "settings (other --set overrides); not counted here"
+            )
+        for s in self.skipped[:5]:
+            lines.append(f"{where}: skipped {s.name}: {s.why}")
+        if len(self.skipped) > 5:
+            lines.append(f"{where}: skipped {len(self.skipped) - 5} more files like these")
+        return lines
+
+    def finished(self) -> set[str]:
+        """Trials whose final row has status ok or diverged: a run does not run them again."""
+        final = final_rows(self.rows)
+        return set(final.loc[final["status"].isin(FINISHED), "trial_id"]) if not final.empty else set()
+
+
+def scan(
+    where: "str | Path | Location | SweepDir", expect: Expect | None = None, columns: list[str] | None = None
+) -> Holdings:
+    """Read a results folder (or one ``.parquet`` file) file by file, keeping what ``expect`` allows.
+
+    Each file is read in ONE open (bytes, then parsed): the run replaces files by rename, so a reader
+    gets the old file or the new one whole, never a mix (a plain ``pyarrow.parquet.read_table(path)``
+    opens the file twice, footer then pages, and can straddle a rename). A file that is not Parquet,
+    lacks the identity columns, holds rows of another trial or sweep, or cannot take ``expect``'s
+    schema is skipped and named in :attr:`Holdings.skipped`, never read into a cell."""
     loc = where.loc if isinstance(where, SweepDir) else Location.parse(where)
     files = [loc] if loc.is_file() else [c for c in loc.children() if is_trial_file(c.name)]
-    if not files:
-        return pd.DataFrame()
-    dataset = pads.dataset([f.path for f in files], filesystem=loc.fs, format="parquet", schema=schema)
-    return dataset.to_table(columns=columns).to_pandas()
+    tables, others, skipped = [], [], []
+    for f in files:
+        try:
+            table = _trial_table(f, expect)
+        except _Foreign as e:
+            skipped.append(Skipped(f.name, str(e)))
+            continue
+        trial_id = f.name.removesuffix(TRIAL_SUFFIX)
+        if expect is not None and table.num_rows and not expect.belongs(trial_id, table.slice(0, 1).to_pylist()[0]):
+            others.append(trial_id)
+            continue
+        tables.append(table)
+    if not tables:
+        return Holdings(pd.DataFrame(), tuple(others), tuple(skipped))
+    table = pa.concat_tables(tables, promote_options="permissive")
+    if columns is not None:
+        table = table.select([c for c in columns if c in table.column_names])
+    return Holdings(table.to_pandas(), tuple(others), tuple(skipped))
+
+
+class _Foreign(Exception):
+    """A trial file that is not one of the expected sweep's trial files (the message says why)."""
+
+
+IDENTITY = ("trial_id", "status", "is_final")  # what any trial file has, whatever its kind
+
+
+def _trial_table(f: Location, expect: Expect | None) -> pa.Table:
+    try:
+        table = pq.read_table(pa.BufferReader(f.read_bytes()))
+    except (pa.ArrowException, OSError) as e:
+        raise _Foreign(f"not a readable Parquet file ({str(e).splitlines()[0][:120]})") from None
+    missing = [c for c in IDENTITY if c not in table.column_names]
+    if missing:
+        raise _Foreign(f"not a trial file of ablate (no column {missing[0]!r})")
+    if expect is None:  # a folder of Parquet files the user made: any file, any rows
+        return table
+    stem = f.name.removesuffix(TRIAL_SUFFIX)
+    if set(table.column("trial_id").to_pylist()) - {stem}:
+        raise _Foreign(f"holds rows of another trial than {stem} (a renamed or copied file)")
+    names = set(table.column("sweep").to_pylist()) if "sweep" in table.column_names else {None}
+    if names - {expect.sweep}:
+        other = sorted(map(str, names - {expect.sweep}))[0]
+        raise _Foreign(f"holds rows of sweep {other!r}, not of {expect.sweep!r} (copied from another folder?)")
+    return _conform(table, expect.schema)
+
+
+def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``table`` in ``schema``: columns an older schema lacked read as null, columns it no longer has are
+    dropped; a column of another type (another trial kind's file) makes it foreign."""
+    arrays = []
+    for field in schema:
+        if field.name not in table.column_names:
+            arrays.append(pa.nulls(table.num_rows, field.type))
+            continue
+        try:
+            arrays.append(table.column(field.name).cast(field.type))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            have = table.schema.field(field.name).type
+            raise _Foreign(
+                f"column {field.name!r} is {have}, not {field.type} (another kind's or version's file)"
+            ) from None
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def read_rows(
+    where: "str | Path | Location | SweepDir", expect: Expect | None = None, columns: list[str] | None = None
+) -> pd.DataFrame:
+    """All usable rows of a results folder, or of one ``.parquet`` file (:func:`scan`); empty if none."""
+    return scan(where, expect, columns).rows
 
 
 def final_rows(df: pd.DataFrame) -> pd.DataFrame:
@@ -67,13 +187,26 @@ class ResultsStore:
     """Reads and writes the trial files of one sweep's results folder."""
 
     dir: SweepDir
-    schema: pa.Schema
+    expect: Expect
     rows: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
-    def finished_ids(self) -> set[str]:
-        """Trials whose final row is in the results with status ok or diverged."""
-        final = final_rows(read_rows(self.dir, columns=["trial_id", "is_final", "status"]))
-        return set(final.loc[final["status"].isin(FINISHED), "trial_id"]) if not final.empty else set()
+    @property
+    def schema(self) -> pa.Schema:
+        return self.expect.schema
+
+    def holdings(self) -> Holdings:
+        """The expansion's rows so far (identity columns only), the other runs' trials, the skipped files."""
+        return scan(self.dir, self.expect, columns=["trial_id", "is_final", "status", "epoch"])
+
+    def set_aside(self, skipped: tuple[Skipped, ...]) -> list[str]:
+        """Move skipped files to ``_damaged/`` (never delete them), so their trials run again and the
+        folder reads as a clean dataset; one line per file moved."""
+        lines = []
+        for s in skipped:
+            target = self.dir.damaged / s.name
+            (self.dir.loc / s.name).move_to(target)
+            lines.append(f"moved {s.name} to {target} ({s.why}); its trial runs again")
+        return lines
 
     def load_rows(self, trial_id: str) -> list[dict[str, Any]]:
         if trial_id not in self.rows:
@@ -81,7 +214,7 @@ class ResultsStore:
             # Arrow, not pandas: keeps nulls as None (pandas would turn a null string into NaN). Columns
             # of an older schema that the current one dropped are left out, so old rows still write.
             names = set(self.schema.names)
-            rows = pq.read_table(f.path, filesystem=f.fs).to_pylist() if f.exists() else []
+            rows = pq.read_table(pa.BufferReader(f.read_bytes())).to_pylist() if f.exists() else []
             self.rows[trial_id] = [{k: v for k, v in r.items() if k in names} for r in rows]
         return self.rows[trial_id]
 
@@ -102,8 +235,12 @@ class ResultsStore:
         reports those epochs again) and any earlier ``failed`` row (a retry that gets further)."""
         tid = row["trial_id"]
         epoch = row.get("epoch")
-        kept = [r for r in self.load_rows(tid) if r.get("status") != "failed"
-                and not (epoch is not None and r.get("epoch") is not None and r["epoch"] >= epoch)]
+        kept = [
+            r
+            for r in self.load_rows(tid)
+            if r.get("status") != "failed"
+            and not (epoch is not None and r.get("epoch") is not None and r["epoch"] >= epoch)
+        ]
         if row.get("status") == "failed":  # keep the epochs reached before the failure
             kept = [r for r in self.load_rows(tid) if r.get("status") != "failed"]
             for r in kept:

@@ -6,6 +6,7 @@ or a pyarrow filesystem URI (:class:`ablate.results.location.Location`). Layout 
   ``<trial_id>.parquet``      that trial's rows (replaced atomically on every new row)
   ``_sweep.yaml``             the sweep file as it was run; ``_overrides.json`` its ``--set`` overrides
   ``_lock``                   held by the running ``ablate run`` (pid inside)
+  ``_damaged/``               trial files no reader can use (damaged, or another sweep's), moved aside by ``run``
   ``_weights/<trial_id>/``    the trial's trunk weights (``trunk_final.pt``, ``trunk_epoch{N}.pt``)
   ``_ray/<sweep>/<trial_id>/`` Ray Tune's trial folder and checkpoints; ``_ray/_train/<trial_id>/`` Ray Train's
   ``_logs/``                  Ray's and Tune's logs
@@ -114,6 +115,10 @@ class SweepDir:
     @property
     def lock_file(self) -> Location:
         return self.loc / LOCK_FILE
+
+    @property
+    def damaged(self) -> Location:
+        return self.loc / "_damaged"
 
     def weights(self, trial_id: str) -> Location:
         return self.loc / "_weights" / trial_id

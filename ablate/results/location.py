@@ -6,10 +6,12 @@ same. A URI's query string (``s3://b/results?endpoint_override=localhost:9000&sc
 filesystem options: it is kept aside and re-attached after the path, so ``loc / "smoke"`` is
 ``s3://b/results/smoke?endpoint_override=...``, never a path appended to the query.
 """
+
 from __future__ import annotations
 
 import os
 import shutil
+import stat
 import tempfile
 import uuid
 from dataclasses import dataclass
@@ -43,8 +45,10 @@ class Location:
         try:
             fs, path = pafs.FileSystem.from_uri(text)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError, ValueError) as e:
-            raise UserError(f"storage {text!r} is not a filesystem URI pyarrow can open ({e}); "
-                            "give a path or a URI such as s3://bucket/prefix") from None
+            raise UserError(
+                f"storage {text!r} is not a filesystem URI pyarrow can open ({e}); "
+                "give a path or a URI such as s3://bucket/prefix"
+            ) from None
         if isinstance(fs, pafs.LocalFileSystem):
             return cls(fs, os.path.abspath(path))
         parts = urlsplit(text)
@@ -62,12 +66,17 @@ class Location:
 
     @property
     def parent(self) -> "Location":
-        return Location(self.fs, self.path.rstrip("/").rsplit("/", 1)[0],
-                        self.uri.rsplit("/", 1)[0] if self.uri else None, self.query)
+        return Location(
+            self.fs,
+            self.path.rstrip("/").rsplit("/", 1)[0],
+            self.uri.rsplit("/", 1)[0] if self.uri else None,
+            self.query,
+        )
 
     def __truediv__(self, part: str) -> "Location":
-        return Location(self.fs, f"{self.path.rstrip('/')}/{part}", f"{self.uri}/{part}" if self.uri else None,
-                        self.query)
+        return Location(
+            self.fs, f"{self.path.rstrip('/')}/{part}", f"{self.uri}/{part}" if self.uri else None, self.query
+        )
 
     def __str__(self) -> str:
         if self.uri is None:
@@ -115,6 +124,9 @@ class Location:
             self.local.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=self.local.parent)
             try:
+                # mkstemp makes 0600 files; results on shared lab storage must be readable as any
+                # other file the user writes (0644 under the usual umask 022).
+                os.fchmod(fd, 0o666 & ~umask())
                 with os.fdopen(fd, "wb") as f:
                     f.write(data)
                 os.replace(tmp, self.local)
@@ -134,6 +146,34 @@ class Location:
 
     def write_text(self, text: str) -> None:
         self.write_bytes(text.encode())
+
+    def check_writable(self, what: str, *, folder: bool) -> None:
+        """Refuse, before any compute, an output that could never be written: ``what`` names the
+        flag in the message (``--out``, ``--storage``...). A folder (``folder=True``) or a file may
+        not exist yet: then the nearest existing parent must be a writable folder. Object stores
+        are not probed (that would ask the network); their errors come when writing."""
+        if self.local is None:
+            return
+        path = self.local
+        if path.exists() or path.is_symlink():
+            mode = path.stat().st_mode if path.exists() else 0
+            if folder and not stat.S_ISDIR(mode):
+                kind = "a file" if stat.S_ISREG(mode) else "not a folder (a device or a dangling link)"
+                raise UserError(f"{what} {path}: is {kind}; give a folder to write results into")
+            if not folder and stat.S_ISDIR(mode):
+                raise UserError(f"{what} {path}: is a folder; give a file name")
+            if not folder and not stat.S_ISREG(mode):
+                raise UserError(f"{what} {path}: is not a regular file (a device?); give a file name")
+            if not os.access(path, os.W_OK | (os.X_OK if folder else 0)):
+                raise UserError(f"{what} {path}: is not writable by you; give another path")
+            return
+        parent = path.parent
+        while not parent.exists():
+            parent = parent.parent
+        if not parent.is_dir():
+            raise UserError(f"{what} {path}: cannot be created: {parent} is a file, not a folder; give another path")
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise UserError(f"{what} {path}: cannot be created: {parent} is not writable by you; give another path")
 
     def mkdir(self) -> None:
         self.fs.create_dir(self.path, recursive=True)
@@ -157,3 +197,18 @@ class Location:
             self.delete()
         else:
             self.fs.move(self.path, other.path)
+
+
+def umask() -> int:
+    """The process's file-creation mask, read without changing it (``os.umask`` can only swap it,
+    which would race with other threads creating files)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    old = os.umask(0o022)
+    os.umask(old)
+    return old

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 from ablate.config.tree import to_dict
-from ablate.results.io import ResultsStore, move_aside
+from ablate.results.io import Expect, ResultsStore, move_aside
 from ablate.results.layout import SweepDir
 from ablate.results.lock import ObjectLock, RunLock, run_lock
 from ablate.results.schema import schema_for
@@ -42,6 +42,7 @@ from ablate.runner.session import alive_nodes, init_ray, shutdown_ray, skip_call
 from ablate.runner.trackers import tracker_callbacks
 from ablate.runner.trainable import trainable, trial_id_of
 from ablate.sweep.expand import Trial
+from ablate.sweep.members import membership
 from ablate.sweep.validated import Sweep
 
 
@@ -91,8 +92,11 @@ def run_sweep(sweep: Sweep, folder: SweepDir, **options: Any) -> RunSummary:
     try:
         save_sweep(sweep, folder)
         check_data_parallel(sweep)
-        store = ResultsStore(folder, schema_for(sweep.kind))
-        done = store.finished_ids()
+        store = ResultsStore(folder, Expect(sweep.name, schema_for(sweep.kind), membership(sweep)))
+        held = store.holdings()
+        for line in [*store.set_aside(held.skipped), *held.notes(folder.display())[: 1 if held.others else 0]]:
+            print(line, file=stream)
+        done = held.finished()
         summary = RunSummary(
             folder.display(), sweep, *_counts(sweep, done), backup=backup.display() if backup else None
         )

@@ -108,6 +108,11 @@ def write_sweep(root: Path, trials: Sequence[list[dict[str, Any]]]) -> pd.DataFr
     return read_rows(root)
 
 
+def expansion_rows(sweep: Any, acc: Any, **kw: Any) -> list[list[dict[str, Any]]]:
+    """Rows of every trial a loaded sweep expands to; ``acc(trial)`` is its final accuracy."""
+    return [trial_rows(t.config, sweep.name, acc(t), **kw) for t in sweep.trials]
+
+
 def flat(cfg: TrialConfig) -> dict[str, Any]:
     return flatten(to_dict(cfg))
 

@@ -15,7 +15,7 @@ import ablate
 from ablate.cli import main
 from ablate.config.trial import ModelConfig
 from ablate.models.trunks import build_trunk, export_state_dict
-from ablate.results.io import ArtifactStore, ResultsStore
+from ablate.results.io import ArtifactStore, Expect, ResultsStore
 from ablate.results.layout import SweepDir
 from ablate.results.location import Location
 from ablate.results.schema import schema_for
@@ -40,7 +40,7 @@ def fill(folder: SweepDir, tmp_path) -> list[str]:
     sweep = read_sweep(tmp_path / "stores.yaml", {"seeds": [0, 1, 2]})
     folder.sweep_file.write_text(SWEEP)
     folder.overrides_file.write_text(json.dumps({"seeds": [0, 1, 2]}))
-    store = ResultsStore(folder, schema_for("ssl"))
+    store = ResultsStore(folder, Expect("stores", schema_for("ssl")))
     for t in sweep.trials:
         acc = 0.80 if t.config.predictor.name == "directpred" else 0.70
         store.add_many(trial_rows(t.config, "stores", acc + 0.01 * t.config.seed))

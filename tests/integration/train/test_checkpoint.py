@@ -13,7 +13,7 @@ import torch
 
 from ablate.config.trial import config_hash, load_trial_config
 from ablate.errors import UserError
-from ablate.results.io import ArtifactStore, ResultsStore, move_aside, read_rows
+from ablate.results.io import ArtifactStore, Expect, ResultsStore, move_aside, read_rows
 from ablate.results.layout import SweepDir
 from ablate.results.location import Location
 from ablate.results.lock import run_lock
@@ -154,13 +154,13 @@ def test_results_store_on_a_non_local_filesystem():
     """pyarrow's in-memory filesystem takes the code path of s3:// / gs:// (no rename, no flock)."""
     fs = pafs._MockFileSystem()
     loc = Location(fs, "bucket/results/s", "mock://bucket/results/s")
-    store = ResultsStore(SweepDir(loc), SCHEMA)
+    store = ResultsStore(SweepDir(loc), Expect("s", SCHEMA))
     a, b = load_trial_config({"seed": 0}), load_trial_config({"seed": 1})
     store.add(row(a, 1))
     store.add(row(a, 2, True))
     store.add(row(b, 1))
-    assert store.finished_ids() == {config_hash(a)}
-    again = ResultsStore(SweepDir(loc), SCHEMA)  # a fresh run reads what is there
+    assert store.holdings().finished() == {config_hash(a)}
+    again = ResultsStore(SweepDir(loc), Expect("s", SCHEMA))  # a fresh run reads what is there
     again.add(row(b, 1))
     again.add(row(b, 2, True))
     df = read_rows(loc)
@@ -182,7 +182,7 @@ def test_results_store_on_a_non_local_filesystem():
 def test_file_uris_are_local_paths(tmp_path):
     loc = Location.parse(f"file://{tmp_path}/r")
     assert loc.local == tmp_path / "r" and str(loc) == str(tmp_path / "r")
-    store = ResultsStore(SweepDir(loc), SCHEMA)
+    store = ResultsStore(SweepDir(loc), Expect("s", SCHEMA))
     store.add(row(load_trial_config({}), 1, True))
     assert len(pd.read_parquet(tmp_path / "r")) == 1
 

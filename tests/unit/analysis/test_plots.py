@@ -7,8 +7,9 @@ import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 
 from ablate.analysis.plots import _lines_figure, arms, plot_sweep
+from ablate.errors import UserError
 from ablate.sweep.schema import TableSpec
-from helpers.sweeps import STL, T3_BASE, config, flat, trial_rows, write_sweep
+from helpers.sweeps import STL, T3_BASE, config, expansion_rows, flat, trial_rows, write_sweep
 
 SPEC = TableSpec(rows=("predictor.rho",), cols=("predictor.eps",), labels={"predictor.eps=0.5": "large eps"})
 
@@ -93,12 +94,10 @@ def test_plot_results_of_a_loaded_sweep(small, tmp_path):
     from ablate.sweep.load import read_sweep
 
     sweep = read_sweep(Path(__file__).resolve().parents[3] / "sweeps" / "stl10_directpred.yaml", validate_paths=False)
-    df, _ = small
     root = tmp_path / "stl10_directpred"
-    root.mkdir()
-    for tid, rows in df.groupby("trial_id"):
-        rows.to_parquet(root / f"{tid}.parquet")
+    write_sweep(root, expansion_rows(sweep, lambda t: 0.75 + 0.01 * t.axes["seed"], spectra=True))
     paths = ablate.plot(sweep, formats=("png",), storage=tmp_path)
     assert {p.parent for p in paths} == {root / "_figures"}
     assert "accuracy.png" in {p.name for p in paths} and all(is_png(p) for p in paths)
-    assert ablate.plot(sweep, storage=tmp_path / "none") == []
+    with pytest.raises(UserError, match="no results of this sweep yet"):
+        ablate.plot(sweep, storage=tmp_path / "none")

@@ -9,6 +9,7 @@ import pytest
 
 import ablate
 from ablate.analysis.report import provenance_summary, status_counts, write_report
+from ablate.errors import UserError
 from ablate.sweep.load import read_sweep
 from ablate.sweep.schema import TableSpec
 from helpers.sweeps import T3_BASE, config, flat, trial_rows, write_sweep
@@ -91,9 +92,17 @@ def test_markdown_report_links_figure_files(results, tmp_path):
     assert "```yaml\nname: small" in text and "## Provenance" in text
 
 
-def test_report_of_a_loaded_sweep_without_results(tmp_path):
+def test_report_of_a_loaded_sweep_without_results_is_refused(tmp_path):
     sweep = read_sweep(REPO / "sweeps" / "stl10_directpred.yaml", validate_paths=False)
-    out = ablate.report(sweep, "markdown", tmp_path / "r.md", storage=tmp_path)
-    text = out.read_text()
+    with pytest.raises(UserError, match=r"stl10_directpred: no results of this sweep yet; run it first: ablate run"):
+        ablate.report(sweep, "markdown", tmp_path / "r.md", storage=tmp_path)
+    assert not (tmp_path / "r.md").exists()
+
+
+def test_report_of_a_partly_run_sweep_shows_missing_cells_and_the_paper(tmp_path):
+    sweep = read_sweep(REPO / "sweeps" / "stl10_directpred.yaml", validate_paths=False)
+    first = next(t for t in sweep.trials)
+    write_sweep(tmp_path / sweep.name, [trial_rows(first.config, sweep.name, 0.77)])
+    text = ablate.report(sweep, "markdown", tmp_path / "r.md", storage=tmp_path).read_text()
     assert "— (0/5)" in text and "paper 77.86 ± 0.16" in text  # missing cells, paper numbers
-    assert "no results yet" in text and "name: stl10_directpred" in text
+    assert "name: stl10_directpred" in text

@@ -27,7 +27,18 @@ from ablate.results.schema import config_columns
 from ablate.sweep.load import read_sweep
 from ablate.sweep.schema import TableSpec
 from ablate.sweep.validated import undot
-from helpers.sweeps import STL, T3_BASE, T6, config, table3_trials, table6_trials, trial_rows, write_sweep
+from helpers.sweeps import (
+    SEED_OFFSET,
+    STL,
+    T3_BASE,
+    T6,
+    config,
+    expansion_rows,
+    table3_trials,
+    table6_trials,
+    trial_rows,
+    write_sweep,
+)
 
 REPO = Path(__file__).resolve().parents[3]
 GOLDEN = Path(__file__).parent / "golden"
@@ -407,9 +418,10 @@ def test_table_reads_the_results_folder_of_a_sweep(t6, tmp_path):
     df, _ = t6
     sweep = read_sweep(REPO / "sweeps" / "stl10_directpred.yaml", validate_paths=False)
     root = tmp_path / "stl10_directpred"
-    trials, _ = table6_trials()
-    write_sweep(root, trials)
+    acc = lambda t: T6[(t.axes["predictor.rho"], t.axes["predictor.eps"])] + SEED_OFFSET[t.axes["seed"]]  # noqa: E731
+    write_sweep(root, expansion_rows(sweep, acc, spectra=True))
     text = ablate.table(sweep, storage=tmp_path, paper=True).render()
     assert "paper 77.86 ± 0.16" in text and "77.86 ± 0.32 (5)" in text and "Table 6" in text
     assert "final probe epoch" in ablate.table(sweep, storage=tmp_path, protocol="final").render("markdown")
-    assert "— (n=0/5)" in ablate.table(sweep, storage=tmp_path / "nothing").render()
+    with pytest.raises(UserError, match=r"nothing/stl10_directpred: no results of this sweep yet; run it first"):
+        ablate.table(sweep, storage=tmp_path / "nothing")

@@ -9,11 +9,12 @@ from ablate.errors import UserError
 from ablate.runner.progress import ProgressView
 from ablate.results.schema import schema_for
 from ablate.results.schema import failed_row, trial_columns
-from ablate.results.io import ResultsStore, move_aside
+from ablate.results.io import Expect, ResultsStore, move_aside
 from ablate.results.layout import SweepDir
 from ablate.results.lock import run_lock
 
 SCHEMA = schema_for("ssl")
+EXPECT = Expect("s", SCHEMA)
 
 
 def row(cfg, epoch, final=False, status="ok", **metrics):
@@ -22,7 +23,7 @@ def row(cfg, epoch, final=False, status="ok", **metrics):
 
 
 def test_rows_of_different_predictors_read_back_as_one_table(tmp_path):
-    store = ResultsStore(SweepDir.at(tmp_path / "s"), SCHEMA)
+    store = ResultsStore(SweepDir.at(tmp_path / "s"), EXPECT)
     lin = load_trial_config({"predictor": {"name": "linear", "bias": True}})
     dp = load_trial_config({"predictor": {"name": "directpred", "rho": 0.5}})
     store.add(row(lin, 1, True, loss=1.0, f_eigs=[2.0, 1.0]))
@@ -35,38 +36,38 @@ def test_rows_of_different_predictors_read_back_as_one_table(tmp_path):
 
 
 def test_finished_ids_and_replacement_on_resume(tmp_path):
-    store = ResultsStore(SweepDir.at(tmp_path / "s"), SCHEMA)
+    store = ResultsStore(SweepDir.at(tmp_path / "s"), EXPECT)
     a, b = load_trial_config({"seed": 0}), load_trial_config({"seed": 1})
     store.add(row(a, 1)); store.add(row(a, 2, True))
     store.add(row(b, 1)); store.add(row(b, 2))  # interrupted before its final row
-    assert store.finished_ids() == {trial_columns(a, "ssl", "cpu")["trial_id"]}
-    fresh = ResultsStore(SweepDir.at(tmp_path / "s"), SCHEMA)  # a new run resumes b from its epoch-1 checkpoint
+    assert store.holdings().finished() == {trial_columns(a, "ssl", "cpu")["trial_id"]}
+    fresh = ResultsStore(SweepDir.at(tmp_path / "s"), EXPECT)  # a new run resumes b from its epoch-1 checkpoint
     fresh.add(row(b, 2)); fresh.add(row(b, 3, True))
     df = pd.read_parquet(tmp_path / "s")
     assert sorted(df[df.seed == 1].epoch) == [1, 2, 3]  # nothing duplicated, nothing lost
-    assert len(fresh.finished_ids()) == 2
+    assert len(fresh.holdings().finished()) == 2
 
 
 def test_failed_row_keeps_earlier_epochs_and_a_retry_replaces_it(tmp_path):
-    store = ResultsStore(SweepDir.at(tmp_path / "s"), SCHEMA)
+    store = ResultsStore(SweepDir.at(tmp_path / "s"), EXPECT)
     cfg = load_trial_config({})
     store.add(row(cfg, 1))
     store.add({**failed_row(cfg, "ssl", "RuntimeError: boom"), "sweep": "s"})
     df = pd.read_parquet(tmp_path / "s")
     assert list(df.status) == ["ok", "failed"] and df.error.iloc[-1] == "RuntimeError: boom"
-    assert store.finished_ids() == set()
+    assert store.holdings().finished() == set()
     store.add(row(cfg, 2, True))
     assert list(pd.read_parquet(tmp_path / "s").status) == ["ok", "ok"]
 
 
 def test_no_temporary_files_are_left(tmp_path):
-    store = ResultsStore(SweepDir.at(tmp_path / "s"), SCHEMA)
+    store = ResultsStore(SweepDir.at(tmp_path / "s"), EXPECT)
     store.add(row(load_trial_config({}), 1, True))
     assert [p.name for p in (tmp_path / "s").iterdir()] == [f"{trial_columns(load_trial_config({}), 'ssl', 'cpu')['trial_id']}.parquet"]
 
 
 def test_schema_drift_is_refused(tmp_path):
-    store = ResultsStore(SweepDir.at(tmp_path / "s"), SCHEMA)
+    store = ResultsStore(SweepDir.at(tmp_path / "s"), EXPECT)
     with pytest.raises(KeyError, match="not in the results schema"):
         store.add({**row(load_trial_config({}), 1), "surprise": 1})
 
@@ -84,7 +85,7 @@ def test_second_lock_refuses_with_a_clear_message(tmp_path):
 
 
 def test_restart_moves_old_results_aside(tmp_path):
-    store = ResultsStore(SweepDir.at(tmp_path / "s"), SCHEMA)
+    store = ResultsStore(SweepDir.at(tmp_path / "s"), EXPECT)
     store.add(row(load_trial_config({}), 1, True))
     backup = move_aside(store.dir).display()
     assert backup.name.startswith("s.old-") and any(backup.glob("*.parquet")) and not (tmp_path / "s").exists()

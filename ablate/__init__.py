@@ -11,7 +11,7 @@ Importing ``ablate`` is cheap: the API loads torch, pandas and Ray only when a f
 The rooms, each a subpackage with one job, in the order data flows: ``config`` (what a trial is),
 ``sweep`` (which trials a sweep makes), ``runner`` (Ray Tune runs them), ``train`` / ``theory`` (one
 trial), ``models`` (networks), ``results`` (rows in Parquet), ``analysis`` (tables, figures,
-reports), ``benchmark``, ``cluster``.
+reports), ``benchmark``, ``cluster``, ``datasets`` (fetch and check the data on disk).
 """
 
 from ablate.api import (
@@ -19,6 +19,8 @@ from ablate.api import (
     check,
     compare_arms,
     compare_sweeps,
+    data_check,
+    data_fetch,
     expand_sweep,
     export_trunk,
     figures,
@@ -52,4 +54,6 @@ __all__ = [
     "load_exported",
     "submit",
     "bench",
+    "data_fetch",
+    "data_check",
 ]

@@ -17,6 +17,7 @@ and the command line produce the same results folder.
     compare_sweeps(a, b) / compare_arms(df, arm_a, arm_b)   Welch's t-test over seeds
     export_trunk(results, ...) / load_exported(path)        the pretrained trunk as a state_dict
     submit(sweep, ...) / bench(...)    ``ablate submit`` (SLURM) / ``ablate bench``
+    data_fetch(name) / data_check(name)   ``ablate data fetch`` / ``ablate data check``
 
 A ``source`` is a results DataFrame, a results folder (``results/<sweep>`` or a URI, which
 remembers its sweep file), a sweep file, or a loaded Sweep.
@@ -40,7 +41,7 @@ A whole study from a notebook, on the bundled digits data (this runs as a doctes
 >>> t.to_frame()[["row", "n"]].values.tolist()
 [['predictor=linear', 2], ['predictor=directpred', 2]]
 >>> sorted(ablate.figures(summary.results_dir))        # matplotlib Figures, nothing written
-['accuracy', 'eigen', 'spectra_predictor=directpred_BYOL_EMA_0.996', 'spectra_predictor=linear_BYOL_EMA_0.996', 'z_std']
+['accuracy', 'eigen', 'loss', 'spectra_predictor-directpred_BYOL_EMA_0.996', 'spectra_predictor-linear_BYOL_EMA_0.996', 'z_std']
 >>> r = ablate.compare_arms(df, {"predictor.name": "directpred"}, {"predictor.name": "linear"}, "z_std")
 >>> (r.n_a, r.n_b), r.ci_low <= r.diff <= r.ci_high
 ((2, 2), True)
@@ -53,6 +54,7 @@ A whole study from a notebook, on the bundled digits data (this runs as a doctes
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -88,12 +90,29 @@ __all__ = [
     "load_exported",
     "submit",
     "bench",
+    "data_fetch",
+    "data_check",
 ]
 
 
 def _dotted(overrides: Mapping[str, Any] | None, sets: Mapping[str, Any]) -> dict[str, Any]:
     """``--set`` overrides from a mapping and keyword arguments (``train__epochs=2`` = ``train.epochs``)."""
     return {**(overrides or {}), **{k.replace("__", "."): v for k, v in sets.items()}}
+
+
+def _writable(where: Any, what: str, *, folder: bool = False) -> None:
+    """Refuse, before any work, an output ``where`` that could never be written (one line naming ``what``)."""
+    from ablate.results.location import Location
+
+    Location.parse(where).check_writable(what, folder=folder)
+
+
+def _storage_writable(loc: Any, what: str) -> None:
+    """A sweep's results folder ``loc`` (a Location) can be made and written: its storage root first
+    when the folder is new, so a root that is a file or a device is named as such."""
+    if loc.local is not None and not loc.local.exists():
+        _writable(loc.parent, what, folder=True)
+    _writable(loc, what, folder=True)
 
 
 # ---------------------------------------------------------------- sweeps
@@ -137,17 +156,25 @@ def check(
     name         smoke  (kind ssl)
     ...
     """
+    from ablate.runner.address import check_address
+    from ablate.runner.resources import check_cluster, check_local
     from ablate.sweep.describe import describe
     from ablate.sweep.load import locate
+    from ablate.train.cost import cost_line
     from ablate.train.memory import memory_line
 
     sweep, folder = locate(sweep_or_path, None, _dotted(overrides, sets), validate_paths)
-    lines = [describe(sweep), memory_line(sweep)]
+    if validate_paths:  # this machine's storage; --no-data checks a sweep for another machine
+        _storage_writable(folder.loc, "storage")
+    address = address or os.environ.get("RAY_ADDRESS") or None  # as `ray.init()` reads it
     if address:
-        from ablate.runner.resources import check_cluster
-
+        check_address(address)  # in seconds, before Ray is asked
+    elif validate_paths:
+        check_local(sweep)  # the local Ray of `ablate run` on this machine
+    lines = [describe(sweep), memory_line(sweep), cost_line(sweep)]
+    if address:
         check_cluster(sweep, address, folder)
-        lines.append(f"resources fit on the cluster at {address}")
+        lines.append(f"resources fit on the cluster at {address} (this machine's own CPUs and GPUs were not checked)")
     return "\n".join(line for line in lines if line)
 
 
@@ -184,10 +211,18 @@ def run(
 
     Other keyword arguments go to :func:`ablate.runner.driver.run_sweep` (``log=["tensorboard"]``,
     ``tracking_uri``, ``shared_storage_ok``). Progress goes to ``stream`` (default stdout)."""
+    from ablate.cluster.options import check_count
+    from ablate.runner.address import check_address
     from ablate.runner.driver import run_sweep
     from ablate.sweep.load import locate
 
+    if max_concurrent is not None:  # 0: the sweep's max_concurrent
+        check_count("--max-concurrent", max_concurrent, 0)
     sweep, folder = locate(sweep_or_path, storage, overrides, validate_paths=True)
+    _storage_writable(folder.loc, "--storage" if storage else "storage")
+    address = address or os.environ.get("RAY_ADDRESS") or None  # as `ray.init()` reads it
+    if address:
+        check_address(address)
     return run_sweep(
         sweep, folder, address=address, max_concurrent=max_concurrent, restart=restart, stream=stream, **kwargs
     )
@@ -216,6 +251,8 @@ def run_trial(
     >>> bool(0.0 <= df.probe_top1_best.iloc[0] <= 1.0)
     True
     """
+    if out is not None:  # before the training (and torch's import), not after it
+        _writable(out, "--out")
     from ablate.train.single import run_single
 
     return run_single(config, _dotted(overrides, sets), report=report, out=out)
@@ -246,7 +283,9 @@ def status(source: Any, *, storage: str | None = None) -> str:
 
     sweep, folder = locate(source, storage)
     held = sweep_holdings(sweep, folder)
-    return "\n".join([render_status(trial_states(sweep, held.rows), folder.display()), *held.notes(folder.display())])
+    return "\n".join(
+        [render_status(trial_states(sweep, held.rows, folder), folder.display()), *held.notes(folder.display())]
+    )
 
 
 def table(
@@ -257,7 +296,8 @@ def table(
     cols: Sequence[str] | None = None,
     metric: str | None = None,
     paper: bool | str | Path = False,
-    protocol: Literal["best", "final"] | None = None,
+    protocol: Literal["best", "final", "max"] | None = None,
+    cost: bool = False,
     storage: str | None = None,
     **spec: Any,
 ) -> TableView:
@@ -265,7 +305,9 @@ def table(
 
     The layout is the sweep's ``table:`` block (a results folder remembers its sweep), changed by
     ``rows`` / ``cols`` / ``metric`` and any other :class:`ablate.sweep.schema.TableSpec` field
-    (``scale``, ``digits``, ``caption``, ``labels``...). ``paper=True`` adds the paper's numbers.
+    (``scale``, ``digits``, ``caption``, ``labels``...). ``paper=True`` adds the paper's numbers;
+    ``protocol`` (best, final, max) is which probe number stands for a trial (:mod:`ablate.analysis.protocols`);
+    ``cost=True`` shows the measured device-hours per trial instead, the sweep's total in the caption.
 
     >>> import ablate, pandas as pd
     >>> df = pd.DataFrame({"trial_id": list("abcd"), "seed": [0, 1, 0, 1], "epoch": 100, "is_final": True,
@@ -283,13 +325,19 @@ def table(
     | predictor=linear | 77.31 ± 0.27 (n=2) |
     """
     from ablate.analysis.paper import load_paper
+    from ablate.analysis.protocols import with_protocol
     from ablate.analysis.sources import read_source
-    from ablate.analysis.tables import build_table, expected_configs, with_protocol
+    from ablate.analysis.tables import build_table, expected_configs
     from ablate.analysis.views import TableView, table_spec
 
     src = read_source(source, sweep, storage)
     df, sw = src.require_rows(source), src.sweep
     spec_ = with_protocol(table_spec(sw, rows, cols, metric, spec), protocol)
+    if cost:
+        from ablate.analysis.cost import cost_spec, device_hours
+
+        df, unit = device_hours(df, sw)
+        spec_, paper = cost_spec(df, spec_, unit), False
     ref = None if paper is False else load_paper(None if paper is True else paper)
     table = build_table(df, spec_, ref, expected_configs(sw), sw.name if sw is not None else None)
     return TableView(table, src.notes)
@@ -321,22 +369,33 @@ def figures(
 
 
 def plot(
-    source: Any, out: str | Path | None = None, *, formats: Sequence[str] = ("png", "pdf"), storage: str | None = None
+    source: Any,
+    out: str | Path | None = None,
+    *,
+    formats: Sequence[str] = ("png", "pdf"),
+    protocol: Literal["best", "final", "max"] | None = None,
+    storage: str | None = None,
 ) -> list[Path | str]:
-    """``ablate plot``: write the sweep's figures (default ``<results>/_figures/``); return the files.
-    What the folder held besides the sweep's trials (other runs, skipped files) is said on stderr."""
+    """``ablate plot``: write the sweep's figures (default ``<storage>/_<sweep>/figures/``); return the files.
+    ``protocol`` picks the probe curve (best or final probe epoch; max plots the same curves as best,
+    whose peaks it takes). What the folder held besides the sweep's trials is said on stderr."""
     from ablate.analysis.plots import plot_sweep
+    from ablate.analysis.protocols import with_protocol
     from ablate.analysis.sources import sweep_source
     from ablate.analysis.tables import expected_configs
     from ablate.analysis.views import table_spec
 
+    if out is not None:  # before the results are read
+        _writable(out, "--out", folder=True)
     src = sweep_source(source, storage)
     sweep, folder = src.sweep, src.folder
+    if out is None:
+        _writable(folder.figures, "--out", folder=True)
     for note in src.notes:
         print(note, file=sys.stderr)
     return plot_sweep(
         src.require_rows(source),
-        table_spec(sweep, required=False),
+        with_protocol(table_spec(sweep, required=False), protocol),
         out or folder.figures,
         formats=formats,
         expected=expected_configs(sweep),
@@ -351,24 +410,32 @@ def report(
     out: str | Path | None = None,
     *,
     paper: bool | str | Path | None = None,
+    protocol: Literal["best", "final", "max"] | None = None,
     storage: str | None = None,
 ) -> Path | str:
     """``ablate report``: the sweep's table, figures, provenance and sweep file in one file (default
-    ``<results>/_report.html``); ``paper=False`` leaves the paper's numbers out."""
+    ``<storage>/_<sweep>/report.html``); ``paper=False`` leaves the paper's numbers out; ``protocol`` as for
+    :func:`table`."""
+    from ablate.analysis.protocols import with_protocol
     from ablate.analysis.report import write_report
     from ablate.analysis.sources import sweep_source
     from ablate.analysis.tables import expected_configs
     from ablate.analysis.views import table_spec
 
+    if out is not None:  # before the results are read
+        _writable(out, "--out")
     src = sweep_source(source, storage)
     sweep, folder = src.sweep, src.folder
+    if out is None:
+        _writable(folder.report(fmt), "--out")
     for note in src.notes:
         print(note, file=sys.stderr)
     return write_report(
         src.require_rows(source),
-        table_spec(sweep, required=False),
+        with_protocol(table_spec(sweep, required=False), protocol),
         out or folder.report(fmt),
-        sweep_text=sweep.text,
+        sweep=sweep,
+        notes=src.notes,
         fmt=fmt,
         paper=paper,
         expected=expected_configs(sweep),
@@ -386,12 +453,14 @@ def compare_sweeps(
     by: Sequence[str] | None = None,
     confidence: float = 0.95,
     labels: tuple[str, str] | None = None,
+    protocol: Literal["best", "final", "max"] | None = None,
 ) -> CompareResult | pd.DataFrame:
     """Welch's t-test of A against B over seeds: difference of means, CI, t, dof, p.
 
     ``a`` / ``b``: sources (results folders, DataFrames...) or plain lists of per-seed values.
     ``where`` keeps only trials with these config values on both sides; ``by`` compares cell by
-    cell (a DataFrame, one row per cell). See :mod:`ablate.analysis.compare`.
+    cell (a DataFrame, one row per cell); ``protocol`` as for :func:`table` (it sets the probe
+    metric). See :mod:`ablate.analysis.compare`.
 
     >>> import ablate
     >>> r = ablate.compare_sweeps([77.1, 77.6, 77.3, 77.5], [77.0, 77.2, 77.1, 76.9], "probe_top1_best")
@@ -399,13 +468,16 @@ def compare_sweeps(
     A - B: probe_top1_best +0.33 (95% CI -0.01 .. +0.66); means 77.38 ± 0.22 (n=4) vs 77.05 ± 0.13 (n=4); Welch t = 2.53, dof = 4.82, p = 0.0541: not significant at 5%
     """
     from ablate.analysis.compare import compare, compare_by, select
+    from ablate.analysis.protocols import metric_under, protocol_rows
     from ablate.analysis.sources import rows_to_compare
+
+    metric, over = metric_under(metric, protocol)
 
     def data(x: Any) -> Any:
         if isinstance(x, (list, tuple)) or (hasattr(x, "__array__") and not hasattr(x, "columns")):
             return x
         df = rows_to_compare(x)
-        return select(df, where) if where else df
+        return protocol_rows(select(df, where) if where else df, metric, over)
 
     names = labels or tuple(Path(str(x)).name if isinstance(x, (str, Path)) else n for x, n in ((a, "A"), (b, "B")))
     if by:
@@ -421,8 +493,10 @@ def compare_arms(
     *,
     where: Mapping[str, Any] | None = None,
     confidence: float = 0.95,
+    protocol: Literal["best", "final", "max"] | None = None,
 ) -> CompareResult:
-    """Two arms of one sweep, each picked by config values (:func:`ablate.analysis.compare.compare_two_arms`).
+    """Two arms of one sweep, each picked by config values (:func:`ablate.analysis.compare.compare_two_arms`);
+    ``protocol`` as for :func:`table`.
 
     >>> import ablate, pandas as pd
     >>> df = pd.DataFrame({"trial_id": list("abcdef"), "is_final": True, "status": "ok",
@@ -433,10 +507,13 @@ def compare_arms(
     (0.6, True)
     """
     from ablate.analysis.compare import compare_two_arms, select
+    from ablate.analysis.protocols import metric_under, protocol_rows
     from ablate.analysis.sources import rows_to_compare
 
+    metric, over = metric_under(metric, protocol)
     df = rows_to_compare(source)
-    return compare_two_arms(select(df, where) if where else df, arm_a, arm_b, metric, confidence=confidence)
+    df = protocol_rows(select(df, where) if where else df, metric, over)
+    return compare_two_arms(df, arm_a, arm_b, metric, confidence=confidence)
 
 
 # ---------------------------------------------------------------- pretrained weights
@@ -451,13 +528,24 @@ def export_trunk(
     **kwargs: Any,
 ) -> Path:
     """``ablate export``: one trial's trunk as a plain state_dict + JSON sidecar
-    (:mod:`ablate.analysis.export`). ``results`` is a results folder, a sweep file or a loaded Sweep."""
+    (:mod:`ablate.analysis.export`). ``results`` is a results folder, a sweep file or a loaded Sweep;
+    ``best`` picks among that sweep's trials (one expansion: :mod:`ablate.analysis.sources`)."""
     from ablate.analysis.export import write_trunk
+    from ablate.analysis.sources import sweep_source
     from ablate.results.layout import SweepDir
-    from ablate.sweep.load import is_sweep_source, locate
+    from ablate.sweep.load import is_sweep_source
 
-    folder = locate(results, storage)[1] if is_sweep_source(results) else SweepDir.at(results)
-    return write_trunk(folder, trial_id, best, mode, to, **kwargs)
+    if to is not None:  # the weights and their sidecar, before anything is loaded
+        _writable(to, "--to")
+        _writable(Path(to).with_suffix(".json"), "--to (its sidecar)")
+    else:
+        _writable(Path.cwd(), "--to (default: the current folder)", folder=True)
+    if not is_sweep_source(results):
+        return write_trunk(SweepDir.at(results), trial_id, best, mode, to, **kwargs)
+    src = sweep_source(results, storage)
+    for note in src.notes:
+        print(note, file=sys.stderr)
+    return write_trunk(src.folder, trial_id, best, mode, to, among=src.rows, **kwargs)
 
 
 def load_exported(path: str | Path) -> Any:
@@ -491,7 +579,7 @@ def submit(
     from ablate.cluster.options import SlurmOptions
     from ablate.cluster.slurm import submit_sweep
     from ablate.config.tree import parse_set
-    from ablate.results.layout import DEFAULT_STORAGE
+    from ablate.results.layout import DEFAULT_STORAGE, SweepDir
     from ablate.sweep.load import read_sweep, results_folder
 
     folder = results_folder(source)
@@ -501,6 +589,8 @@ def submit(
         where, store = str(folder), str(folder.loc.parent)
     else:
         where, store = str(Path(sweep.path).resolve()), storage or sweep.storage or DEFAULT_STORAGE
+    if not dry_run and "://" not in store:  # the script and SLURM's logs go to <storage>/_<sweep>/slurm
+        _storage_writable(SweepDir.of(sweep.name, store).loc, "--storage" if storage else "storage")
     return submit_sweep(
         sweep,
         where,
@@ -533,3 +623,26 @@ def bench(
         sections=parse_sections(only),
         threads=threads,
     )
+
+
+# ---------------------------------------------------------------- datasets on disk
+def data_fetch(
+    name: str, root: str | Path | None = None, *, mirror: str | None = None, stream: IO[str] | None = None
+) -> Path:
+    """``ablate data fetch``: the official archive of ``name`` (stl10, cifar10) downloaded (resumable),
+    verified (md5) and unpacked into ``<root>/<name>`` (root: ``$ABLATE_DATA``, else ``data``); returns that
+    folder, a trial's ``data.root``. ``mirror`` (or ``$ABLATE_DATA_MIRROR``) serves the archive by file
+    name. Progress and notes go to ``stream`` (default stderr); ``imagenet`` prints how to prepare it and
+    raises UserError. See :mod:`ablate.datasets.fetch`."""
+    from ablate.datasets.fetch import fetch
+
+    return fetch(name, root, mirror=mirror, stream=stream)
+
+
+def data_check(name: str, root: str | Path | None = None) -> str:
+    """``ablate data check``: what the folder of ``name`` (stl10, cifar10, imagefolder) under ``root`` holds
+    (files, sizes, shapes, class counts), checked without loading the images; UserError when it is missing
+    or malformed."""
+    from ablate.datasets.check import check_dataset
+
+    return check_dataset(name, root)

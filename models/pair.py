@@ -14,6 +14,8 @@ The target is, depending on the config:
 from __future__ import annotations
 
 import copy
+import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -23,6 +25,12 @@ from ablate.config.trial import TrialConfig
 from ablate.models.predictors import Predictor, build_predictor
 from ablate.models.projector import Projector
 from ablate.models.trunks import build_trunk
+
+# ema.schedule -> tau at 0-based step k of K: the paper's constant rate, or BYOL's cosine rise to 1
+EMA_SCHEDULES: dict[str, Callable[[float, int, int], float]] = {
+    "constant": lambda tau, k, total: tau,
+    "cosine": lambda tau, k, total: 1 - (1 - tau) * (math.cos(math.pi * k / max(total, 1)) + 1) / 2,
+}
 
 
 class Encoder(nn.Module):
@@ -49,6 +57,7 @@ class BYOLPair(nn.Module):
     def __init__(self, cfg: TrialConfig, in_channels: int) -> None:
         super().__init__()
         self.tau = cfg.ema.tau
+        self.tau_at = EMA_SCHEDULES[cfg.ema.schedule]
         self.stop_gradient = cfg.loss.stop_gradient
         self.symmetric = cfg.loss.symmetric
         self.online = Encoder(cfg, in_channels)
@@ -64,7 +73,6 @@ class BYOLPair(nn.Module):
         """Loss for two views and the tensors the predictor hooks need (z1, z2, t1, t2 detached)."""
         # One forward per view, as the reference code does: BatchNorm sees each view's own batch.
         (_, z1), (_, z2) = self.online(x1), self.online(x2)  # (B, d) each
-        p1, p2 = self.predictor(z1), self.predictor(z2)
         if self.target is not None:
             with torch.no_grad():
                 (_, t1), (_, t2) = self.target(x1), self.target(x2)
@@ -72,17 +80,20 @@ class BYOLPair(nn.Module):
             t1, t2 = z1.detach(), z2.detach()
         else:  # no stop-gradient: gradient flows through the target branch too (collapses)
             t1, t2 = z1, z2
-        loss = byol_loss(p1, t2)
-        if self.symmetric:
-            loss = loss + byol_loss(p2, t1)
-        seen = {"z1": z1.detach(), "z2": z2.detach(), "t1": t1.detach(), "t2": t2.detach()}
-        return loss, seen
+        if self.symmetric:  # both views through the predictor, each against the other's target
+            f, t = torch.cat([z1, z2]), torch.cat([t2, t1])
+            loss = byol_loss(self.predictor(z1), t2) + byol_loss(self.predictor(z2), t1)
+        else:  # one direction: only z1 reaches the predictor, so only z1 may feed F_hat
+            f, t = z1, t2
+            loss = byol_loss(self.predictor(z1), t2)
+        return loss, {"f": f.detach(), "t": t.detach()}
 
     @torch.no_grad()
-    def update_target(self) -> None:
-        """W_a <- tau W_a + (1 - tau) W over parameters only (BN buffers are not averaged)."""
+    def update_target(self, step: int = 0, total: int = 1) -> None:
+        """W_a <- tau_k W_a + (1 - tau_k) W over parameters only (BN buffers are not averaged), after
+        0-based step ``step`` of ``total``; tau_k follows ``ema.schedule`` (:data:`EMA_SCHEDULES`)."""
         if self.target is None:
             return
         online = [q for q in self.online.parameters()]
         target = [q for q in self.target.parameters()]
-        torch._foreach_lerp_(target, online, 1.0 - self.tau)
+        torch._foreach_lerp_(target, online, 1.0 - self.tau_at(self.tau, step, total))

@@ -3,7 +3,7 @@
 The training loop talks to every predictor through the hooks of :class:`Predictor`, in this order
 per step (reference code ``byol_trainer.py``, paper Sec. 2 and Sec. 5):
 
-  forward(z) -> p;  observe(z1, z2, t1, t2) (detached);  optimizer step;
+  forward(z) -> p;  observe(f, t) (detached);  optimizer step;
   after_optimizer_step(step) (1-based count of optimizer steps);  then the EMA update of the target.
 
 Variants (``PREDICTORS``): ``none`` (identity: the no-predictor ablation), ``linear`` (W_p, optionally
@@ -35,6 +35,9 @@ __all__ = [
     "directpred_weight",
     "directcopy_weight",
     "plugin_weight",
+    "plugin_weight_lyapunov",
+    "plugin_weight_lstsq",
+    "PLUGIN_SOLVES",
     "spectra",
 ]
 
@@ -54,8 +57,10 @@ class Predictor(nn.Module):
     def forward(self, z: Tensor) -> Tensor:  # (B, d) -> (B, d)
         raise NotImplementedError
 
-    def observe(self, z1: Tensor, z2: Tensor, t1: Tensor, t2: Tensor) -> None:
-        """Every step, right after the forward pass: detached online z1, z2 and target t1, t2 (B, d)."""
+    def observe(self, f: Tensor, t: Tensor) -> None:
+        """Every step, right after the forward pass: the projections the predictor was fed, f (n, d),
+        and the target each was compared with, t (n, d), detached. Symmetric loss: f = cat(z1, z2),
+        t = cat(t2, t1), n = 2B; one-direction loss: f = z1, t = t2, n = B."""
 
     def after_optimizer_step(self, step: int) -> None:
         """After optimizer step number ``step`` (1-based), before the EMA update of the target."""
@@ -97,19 +102,18 @@ def _global_mean(m: Tensor) -> Tensor:
     return m
 
 
-def batch_corr(z1: Tensor, z2: Tensor) -> Tensor:
-    """E[f f^T] over f = cat(z1, z2) (2B, d): detached, NOT centred, fp32 -> (d, d)."""
-    with no_autocast(z1.device):
-        f = torch.cat([z1, z2]).detach().float()  # (2B, d)
+def batch_corr(f: Tensor) -> Tensor:
+    """E[f f^T] over the predictor's inputs f (n, d): detached, NOT centred, fp32 -> (d, d)."""
+    with no_autocast(f.device):
+        f = f.detach().float()
         return _global_mean(f.T @ f / f.shape[0])
 
 
-def batch_cross_corr(z1: Tensor, z2: Tensor, t1: Tensor, t2: Tensor) -> Tensor:
-    """E[t f^T] pairing each view's online projection f with the OTHER view's target t -> (d, d),
-    rows indexed by t (reference code: ``cross_corr = (E[t2 z1^T] + E[t1 z2^T]) / 2``)."""
-    with no_autocast(z1.device):
-        f = torch.cat([z1, z2]).detach().float()  # (2B, d)
-        t = torch.cat([t2, t1]).detach().float()  # (2B, d): the target of the other view
+def batch_cross_corr(f: Tensor, t: Tensor) -> Tensor:
+    """E[t f^T] pairing each predictor input f with the target it was compared with -> (d, d), rows
+    indexed by t (symmetric loss, reference code: ``cross_corr = (E[t2 z1^T] + E[t1 z2^T]) / 2``)."""
+    with no_autocast(f.device):
+        f, t = f.detach().float(), t.detach().float()
         return _global_mean(t.T @ f / f.shape[0])
 
 
@@ -145,23 +149,56 @@ def directcopy_weight(corr: Tensor, eps: float) -> Tensor:
         return f + eps * torch.eye(f.shape[0], dtype=f.dtype, device=f.device)
 
 
-def plugin_weight(corr: Tensor, cross: Tensor, ridge: float) -> Tensor:
-    """Least-squares linear predictor of the target from the online projection, fp32:
-
-      W_p = argmin_W E||W f - t||^2 = C (F + lambda I)^{-1},  C = E[t f^T], F = E[f f^T],
-      lambda = ridge * tr(F) / d   (a ridge relative to F's mean eigenvalue, so it is scale-free).
-
-    The inverse goes through eigh(F) with eigenvalues clamped at 0, as the reference code's
-    ``predictor_reg=solve`` does (its ``dyn_reg`` is absolute); a zero ridge with a singular F gives
-    the pseudo-inverse. The reference's default ``solve_direction=left`` computes F^{-1} C instead;
-    that equals C F^{-1} only when C and F commute; we use the least-squares form."""
+def _ridge_eigh(corr: Tensor, ridge: float) -> tuple[Tensor, Tensor, Tensor]:
+    """(s + lambda, U, the rank cut-off) from F = U diag(s) U^T, s clamped at 0, with the relative
+    ridge lambda = ridge * tr(F) / d (scale-free, where the reference code's ``dyn_reg`` is absolute)."""
     s, u = sym_eigh(corr)
-    with no_autocast(s.device):
-        s = s.clamp_min(0)
-        denom = s + ridge * s.sum() / s.shape[0]
-        tol = denom.max().clamp_min(_TINY) * s.shape[0] * torch.finfo(torch.float32).eps
+    s = s.clamp_min(0)
+    denom = s + ridge * s.sum() / s.shape[0]
+    tol = denom.max().clamp_min(_TINY) * s.shape[0] * torch.finfo(torch.float32).eps
+    return denom, u, tol
+
+
+def plugin_weight(corr: Tensor, cross: Tensor, ridge: float) -> Tensor:
+    """The paper's plug-in predictor (Sec. 5, Table 1), fp32: W_p F = 1/2 (E[f_a f^T] + E[f f_a^T]),
+
+      W_p = sym(C) (F + lambda I)^{-1},  C = E[t f^T] (t = f_a, the target), sym(C) = (C + C^T) / 2.
+
+    The inverse goes through eigh(F) with eigenvalues clamped at 0; a zero ridge with a singular F
+    gives the pseudo-inverse."""
+    denom, u, tol = _ridge_eigh(corr, ridge)
+    with no_autocast(denom.device):
+        inv_s = torch.where(denom > tol, 1.0 / denom.clamp_min(_TINY), torch.zeros_like(denom))
+        c = cross.float()
+        return ((c + c.T) / 2) @ ((u * inv_s) @ u.T)
+
+
+def plugin_weight_lyapunov(corr: Tensor, cross: Tensor, ridge: float) -> Tensor:
+    """The symmetric plug-in of the reference code's ``minimal_space`` branch, fp32: the symmetric W
+    solving the Lyapunov equation  F W + W F + 2 lambda W = 2 sym(C)  (the stationary point of
+    E||W f - t||^2 over symmetric W). In F's eigenbasis it is diagonal in pairs:
+    W'_ij = C'_ij / ((s_i + s_j) / 2 + lambda), with C' = U^T sym(C) U, W = U W' U^T."""
+    denom, u, tol = _ridge_eigh(corr, ridge)
+    with no_autocast(denom.device):
+        c = cross.float()
+        c_eig = u.T @ ((c + c.T) / 2) @ u
+        pair = (denom[:, None] + denom[None, :]) / 2  # (s_i + s_j) / 2 + lambda
+        w_eig = torch.where(pair > tol, c_eig / pair.clamp_min(_TINY), torch.zeros_like(pair))
+        return u @ w_eig @ u.T
+
+
+def plugin_weight_lstsq(corr: Tensor, cross: Tensor, ridge: float) -> Tensor:
+    """The unconstrained least-squares predictor argmin_W E||W f - t||^2 = C (F + lambda I)^{-1}, fp32
+    (not symmetrised; the reference's ``solve_direction=left`` computes F^{-1} C, equal only when C
+    and F commute)."""
+    denom, u, tol = _ridge_eigh(corr, ridge)
+    with no_autocast(denom.device):
         inv_s = torch.where(denom > tol, 1.0 / denom.clamp_min(_TINY), torch.zeros_like(denom))
         return cross.float() @ ((u * inv_s) @ u.T)
+
+
+# How ``predictor.solve`` of the plug-in predictor turns F and C into W_p.
+PLUGIN_SOLVES = {"paper": plugin_weight, "lyapunov": plugin_weight_lyapunov, "lstsq": plugin_weight_lstsq}
 
 
 # ------------------------------------------------------------------- variants
@@ -258,8 +295,8 @@ class PluggedLinearPredictor(Predictor):
     def forward(self, z: Tensor) -> Tensor:
         return self.linear(z)
 
-    def observe(self, z1: Tensor, z2: Tensor, t1: Tensor, t2: Tensor) -> None:
-        self.f_stats.update(batch_corr(z1, z2))
+    def observe(self, f: Tensor, t: Tensor) -> None:
+        self.f_stats.update(batch_corr(f))
 
     def target_weight(self) -> Tensor:
         """The W_p (d, d, fp32) the next plug-in sets, from the current statistics."""
@@ -298,20 +335,21 @@ class DirectPredPredictor(PluggedLinearPredictor):
 class PluginPredictor(PluggedLinearPredictor):
     """Table 1, "optimal linear predictor solved from EMA statistics, plugged in every N minibatches"
     (reference code ``predictor_reg=solve``): EMA estimates (rate ``rho``) of F = E[f f^T] and of
-    C = E[t f^T], t the other view's target projection; every ``freq`` steps
-    W_p <- :func:`plugin_weight` = C (F + ridge tr(F)/d I)^{-1}."""
+    C = E[t f^T], t the target each input was compared with; every ``freq`` steps W_p is solved
+    from them by ``solve`` (:data:`PLUGIN_SOLVES`; the paper's sym(C) (F + ridge tr(F)/d I)^{-1})."""
 
     def __init__(self, cfg: PluginPredictorConfig, dim: int) -> None:
         super().__init__(dim, cfg.rho, cfg.freq)
         self.c_stats = CorrelationEMA(dim, cfg.rho)
         self.ridge = cfg.ridge
+        self.solve = PLUGIN_SOLVES[cfg.solve]
 
-    def observe(self, z1: Tensor, z2: Tensor, t1: Tensor, t2: Tensor) -> None:
-        super().observe(z1, z2, t1, t2)
-        self.c_stats.update(batch_cross_corr(z1, z2, t1, t2))
+    def observe(self, f: Tensor, t: Tensor) -> None:
+        super().observe(f, t)
+        self.c_stats.update(batch_cross_corr(f, t))
 
     def target_weight(self) -> Tensor:
-        return plugin_weight(self.f_stats.value, self.c_stats.value, self.ridge)
+        return self.solve(self.f_stats.value, self.c_stats.value, self.ridge)
 
 
 PREDICTORS: dict[str, type[Predictor]] = {

@@ -47,7 +47,8 @@ def spectra(corr: Tensor, w_p: Tensor) -> dict[str, object]:
         s, u = s.flip(0), u.flip(1)  # descending, columns u_j
         wu = w @ u  # (d, d), column j = W_p u_j
         rayleigh = (u * wu).sum(0)  # u_j^T W_p u_j (u_j has unit norm)
-        cos = rayleigh / wu.norm(dim=0).clamp_min(torch.finfo(torch.float32).tiny)
+        # a cosine is in [-1, 1]; in fp32 an aligned u_j can give 1 + 1 ulp
+        cos = (rayleigh / wu.norm(dim=0).clamp_min(torch.finfo(torch.float32).tiny)).clamp(-1.0, 1.0)
         scale = (torch.linalg.matrix_norm(f) * torch.linalg.matrix_norm(w)).clamp_min(torch.finfo(torch.float32).tiny)
         commutator = torch.linalg.matrix_norm(f @ w - w @ f) / scale
     return {

@@ -29,10 +29,11 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ablate.analysis.paper import canon
+from ablate.analysis.paper import canon, value_rank
 from ablate.config.tree import did_you_mean
 from ablate.errors import UserError
 from ablate.results.io import final_rows
+from ablate.results.schema import COLLAPSED_STOPPED
 from ablate.sweep.expand import axes_label
 
 DEFAULT_METRIC = "probe_top1_best"
@@ -134,6 +135,13 @@ def final_values(data: pd.DataFrame | Sequence[float], metric: str = DEFAULT_MET
         )
     df = final_rows(data) if "is_final" in data.columns else data  # a resumed trial counts once
     if "status" in df.columns:
+        stopped = int((df["status"] == COLLAPSED_STOPPED).sum())
+        if stopped:
+            raise UserError(
+                f"compare: {stopped} trial(s) of {metric} were ended at collapse by the sweep's stop_collapsed; their "
+                "numbers are of the epoch they stopped at, not of a full run: leave them out with --where, or run "
+                "them to the end (ablate run <sweep> --set stop_collapsed=0)"
+            )
         df = df[df["status"] == "ok"]
     vals = pd.to_numeric(df[metric], errors="coerce").to_numpy(dtype=float)
     return vals[np.isfinite(vals)]
@@ -185,17 +193,33 @@ def compare(
 
 
 # ---------------------------------------------------------------- arms and cells
-def select(df: pd.DataFrame, where: Mapping[str, Any]) -> pd.DataFrame:
-    """Rows whose config columns equal ``where`` (dotted key -> value; 0.0 == 0, "0.996" == 0.996)."""
+def select(df: pd.DataFrame, where: Mapping[str, Any], flag: str = "--where") -> pd.DataFrame:
+    """Rows whose config columns equal ``where`` (dotted key -> value; 0.0 == 0, "0.996" == 0.996).
+
+    A key that is not a column, a value no trial has, or values no trial has together are mistakes
+    (``flag`` names where they were given): an empty arm would read as "too few seeds"."""
     mask = pd.Series(True, index=df.index)
     for key, value in where.items():
         if key not in df.columns:
             raise UserError(
-                f"{key!r} is not a column of the results{did_you_mean(key, list(df.columns)) or ''}; "
-                "use a dotted config key such as predictor.name"
+                f"compare {flag} {key}={value}: {key!r} is not a column of the results"
+                f"{did_you_mean(key, list(df.columns)) or ''}; keys that vary here: {', '.join(_varying(df)) or 'none'}"
             )
-        mask &= df[key].map(canon) == canon(value)
+        have = df[key].map(canon)
+        if not (have == canon(value)).any():
+            seen = sorted(dict.fromkeys(have), key=value_rank)
+            values = ", ".join(seen[:12]) + (f" ... ({len(seen)} values)" if len(seen) > 12 else "")
+            raise UserError(f"compare {flag} {key}={value}: no trial has this value; {key} values here: {values}")
+        mask &= have == canon(value)
+    if not mask.any():
+        raise UserError(f"compare {flag} {_label(where)}: no trial has all of these values; pick values of one arm")
     return df[mask]
+
+
+def _varying(df: pd.DataFrame) -> list[str]:
+    """The config columns (dotted keys) with two or more values (nulls aside): the sweep's axes, roughly."""
+    dotted = [c for c in df.columns if "." in c]
+    return [c for c in dotted if df[c].dropna().map(canon).nunique() > 1][:12]
 
 
 def _label(where: Mapping[str, Any]) -> str:
@@ -213,7 +237,11 @@ def compare_two_arms(
     """Two arms of one sweep, each given by config values, e.g.
     ``compare_two_arms(df, {"predictor.name": "directpred"}, {"predictor.name": "linear"})``."""
     return compare(
-        select(df, arm_a), select(df, arm_b), metric, confidence=confidence, labels=(_label(arm_a), _label(arm_b))
+        select(df, arm_a, "--a"),
+        select(df, arm_b, "--b"),
+        metric,
+        confidence=confidence,
+        labels=(_label(arm_a), _label(arm_b)),
     )
 
 

@@ -1,7 +1,7 @@
 """``ablate export``: a trial's pretrained trunk as a plain state_dict, for downstream tasks.
 
 Each trial keeps its online trunk's weights (``save.weights: final`` by default, see
-:class:`ablate.config.trial.SaveConfig`) in ``<results>/_weights/<trial_id>/trunk_final.pt`` (and
+:class:`ablate.config.trial.SaveConfig`) in ``<storage>/_<sweep>/weights/<trial_id>/trunk_final.pt`` (and
 ``trunk_epoch{N}.pt`` with ``save.weights: every``), written by :func:`ablate.models.trunks.export_state_dict`.
 :func:`write_trunk` picks a trial -- by id (a unique prefix is enough) or the best final row by a
 metric -- checks that the weights load strictly into the trunk's own constructor, and writes
@@ -26,6 +26,7 @@ import hashlib
 import io
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -51,13 +52,15 @@ def select_trial(
     trial_id: str | None = None,
     best: str | None = None,
     mode: Literal["max", "min"] = "max",
+    among: pd.DataFrame | None = None,
 ) -> dict[str, Any]:
-    """The final row of one trial of a results folder: by ``trial_id`` (a unique prefix is enough) or
-    the best by ``best``."""
+    """The final row of one trial of a results folder: by ``trial_id`` (a unique prefix is enough, any
+    trial of the folder) or the best by ``best`` among the rows ``among`` (default: the whole folder;
+    the API passes one expansion's rows)."""
     folder = folder if isinstance(folder, SweepDir) else SweepDir.at(folder)
     if (trial_id is None) == (best is None):
         raise UserError("export: give exactly one of --trial ID (or a unique prefix) and --best METRIC")
-    df = read_rows(folder)
+    df = among if among is not None and best is not None else read_rows(folder)
     if df.empty:
         raise UserError(f"{folder}: no results; give a results folder of `ablate run` (results/<sweep>)")
     final = final_rows(df)
@@ -79,9 +82,11 @@ def select_trial(
                 f"export --trial {hits[0]}: the trial has not finished (no final row); run the sweep again to finish it"
             )
         return _clean(rows.iloc[-1].to_dict())
-    if best not in df.columns:
+    metrics = numeric_metrics(df)
+    if best not in metrics:
+        what = "not a numeric metric" if best in df.columns else "not a column of the results"
         raise UserError(
-            f"export --best {best!r}: not a column of the results{did_you_mean(best, list(df.columns)) or ''}"
+            f"export --best {best}: {what}{did_you_mean(best, metrics) or ''}; choose one of {', '.join(metrics)}"
         )
     if mode not in ("max", "min"):
         raise UserError(f"export --mode {mode!r}: choose max or min")
@@ -90,6 +95,20 @@ def select_trial(
         raise UserError(f"export --best {best}: no finished trial with a value of {best} in {folder}")
     idx = ok[best].astype(float).idxmax() if mode == "max" else ok[best].astype(float).idxmin()
     return _clean(ok.loc[idx].to_dict())
+
+
+def numeric_metrics(df: pd.DataFrame) -> list[str]:
+    """The metric columns of the results that a best trial can be picked by: numbers, not flags or lists."""
+    kinds = df["kind"].dropna().unique() if "kind" in df.columns else ["ssl"]
+    names = dict.fromkeys(m for kind in kinds for m in metric_names(kind, numeric_only=True))
+    return [
+        m
+        for m in names
+        if m in df.columns
+        and pd.api.types.is_numeric_dtype(df[m])
+        and not pd.api.types.is_bool_dtype(df[m])
+        and df[m].notna().any()
+    ]
 
 
 def _clean(row: dict[str, Any]) -> dict[str, Any]:
@@ -157,28 +176,27 @@ def write_trunk(
     *,
     epoch: int | None = None,
     head_classes: int | None = None,
+    among: pd.DataFrame | None = None,
 ) -> Path:
     """Write the trunk of one trial of ``folder`` to ``to`` (default ``trunk_<trial_id>.pt``)
     plus the JSON sidecar ``<to stem>.json``; return the path of the weights.
 
     ``trial_id`` (or a unique prefix) or ``best`` (a metric; ``mode`` max or min) picks the trial;
+    ``among``: the rows ``best`` picks from (:func:`select_trial`);
     ``epoch`` takes ``trunk_epoch{N}.pt`` instead of the final weights; ``head_classes`` adds a
     blank (zero) fc head so the file loads into an unmodified ``torchvision.models.resnetXX(num_classes=N)``."""
     folder = folder if isinstance(folder, SweepDir) else SweepDir.at(folder)
-    row = select_trial(folder, trial_id, best, mode)
+    row = select_trial(folder, trial_id, best, mode, among)
     tid = row["trial_id"]
-    name = epoch_weights(epoch) if epoch is not None else FINAL_WEIGHTS
-    src = folder.weights(tid) / name
-    if not src.exists():
-        have = ", ".join(c.name for c in folder.weights(tid).children()) or "nothing"
-        raise UserError(
-            f"export: {src} does not exist (the folder has {have}); the trial ran with "
-            f"save.weights={row.get('save.weights') or 'none'} -- rerun it with --set save.weights=final "
-            "(or save.weights=every for per-epoch weights)"
-        )
+    src = weights_file(folder, row, epoch)
     state = torch.load(io.BytesIO(src.read_bytes()), map_location="cpu", weights_only=True)
     config = json.loads(row["config_json"]) if row.get("config_json") else {}
     model_cfg = build(ModelConfig, config.get("model", {}))
+    if head_classes is not None and model_cfg.trunk == "convnet":
+        raise UserError(
+            f"export --head-classes {head_classes}: trial {tid} has the convnet trunk, which no torchvision "
+            "model loads; export it without --head-classes (ablate.load_exported rebuilds it)"
+        )
     channels = _in_channels(state)
     trunk = load_trunk(state, model_cfg, channels)  # refuses weights that do not fit the trunk (strict)
     out_state = export_state_dict(trunk, head_classes=head_classes)
@@ -192,6 +210,30 @@ def write_trunk(
     sidecar = _sidecar(row, config, out, buf.getvalue(), str(src), channels, trunk, head_classes, epoch)
     out.with_suffix(".json").write_text(json.dumps(sidecar, indent=2, sort_keys=False, default=str) + "\n")
     return out
+
+
+def weights_file(folder: SweepDir, row: dict[str, Any], epoch: int | None) -> Location:
+    """The saved trunk of the trial whose final row is ``row``: after ``epoch``, or the final one.
+    The final epoch's weights are ``trunk_final.pt`` whatever ``save.weights`` kept besides."""
+    tid, last = row["trial_id"], row.get("train.epochs")
+    if epoch is not None and last is not None and not 1 <= epoch <= last:
+        raise UserError(f"export --epoch {epoch}: trial {tid} ran epochs 1..{last}; give one of them")
+    where = folder.weights(tid)
+    src = where / (FINAL_WEIGHTS if epoch is None or epoch == last else epoch_weights(epoch))
+    if src.exists():
+        return src
+    names = [c.name for c in where.children()] if where.exists() else []
+    saved: list[Any] = sorted(int(m[1]) for n in names if (m := re.fullmatch(r"trunk_epoch(\d+)\.pt", n)))
+    saved += [f"{last} (final)"] if FINAL_WEIGHTS in names else []
+    have = f"the weights of epoch{'s' * (len(saved) > 1)} {', '.join(map(str, saved))} only" if saved else "no weights"
+    keep = f"the weights of epoch {epoch}" if epoch is not None else "the final weights"
+    flags = f"--set save.weights=every --set save.every={epoch}" if epoch is not None else "--set save.weights=final"
+    raise UserError(
+        f"export{f' --epoch {epoch}' if epoch is not None else ''}: trial {tid} kept {have} "
+        f"(save.weights={row.get('save.weights') or 'none'}){'; give one of those' * bool(saved and epoch)}; "
+        f"to keep {keep}, run the sweep again from the start (a finished trial is not rerun: save.* keys are not "
+        f"in its id; --restart moves the old results aside): ablate run {folder.display()} --restart {flags}"
+    )
 
 
 def _sidecar(

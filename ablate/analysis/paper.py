@@ -53,6 +53,14 @@ def canon(v: Any) -> str:
     return str(v)
 
 
+def value_rank(value: str) -> tuple:
+    """A sort key of canonical values: numbers in numeric order, then text, then ``null``."""
+    num = parse_value(value)
+    if isinstance(num, (int, float)) and not isinstance(num, bool):
+        return (0, float(num), "")
+    return (1 if value != "null" else 2, 0.0, value)
+
+
 def parse_value(text: str) -> Any:
     """``"0.0004"``/``"4e-4"`` -> float, ``"3"`` -> int, ``"true"`` -> True, ``"null"`` -> None, else the text."""
     s = str(text).strip()

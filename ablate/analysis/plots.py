@@ -2,13 +2,18 @@
 
 An arm is one combination of the table's row and column values (the seeds of a table cell).
 Figures:
-  ``accuracy``  probe top-1 (the table's metric) and kNN top-1 vs epoch: mean over seeds, min-max band;
+  ``accuracy``  linear-probe top-1 (the table's probe metric, else the paper's best-of-probe-epochs) and
+                kNN top-1 vs epoch, in %: mean over seeds, min-max band;
+  ``loss``      the training loss (2 - 2cos per direction, summed) vs epoch;
   ``z_std``     std of the l2-normalised projections x sqrt(d) vs epoch, log scale: ~1 healthy,
                 below the dashed 0.1 line collapsed (Theorem 2; Table 3's 36.62 cell);
   ``eigen``     eigen-alignment of W_p with F (mean over F's eigenvectors u_j of cos(W_p u_j, u_j))
                 and the normalised commutator ||[F, W_p]|| vs epoch, for linear-type predictors
                 (Fig. 2 / Theorem 3: alignment -> 1, commutator -> 0);
-  ``spectra_<arm>``  eigenvalues s_j of F and p_j of W_p over training, one line per j (Fig. 2).
+  ``spectra_<arm>``  eigenvalues s_j of F and p_j of W_p over training (Fig. 2): the leading
+                :data:`LEADING` as labelled lines, the rest as one grey min-max band.
+File names are :func:`slug` of the arm's label: ``predictor=directpred, BYOL (EMA 0.996)`` ->
+``spectra_predictor-directpred_BYOL_EMA_0.996`` (no ``=``, which shells and URLs treat specially).
 Matplotlib's object API (``Figure``) is used, never pyplot: no global state, no display needed.
 """
 
@@ -23,8 +28,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from matplotlib import colormaps
-from matplotlib.cm import ScalarMappable
-from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
@@ -33,7 +36,7 @@ from ablate.analysis.tables import EPOCH, axis_label, order_tuples
 from ablate.errors import UserError
 from ablate.results.location import Location
 from ablate.results.schema import COLLAPSE_Z_STD
-from ablate.sweep.schema import TableSpec
+from ablate.sweep.table_block import TableSpec
 from ablate.theory.plotkit import FIGURE_FORMATS, save
 from ablate.theory.plots import plot_theory
 
@@ -43,6 +46,15 @@ METRIC_NAMES = {
     "probe_top5": "linear probe top-5 (%)",
     "knn_top1": "kNN top-1 (%)",
 }
+PERCENT = 100.0  # accuracies are stored as fractions and plotted in %, whatever the table's scale
+DEFAULT_PROBE = "probe_top1_best"  # the paper's protocol: the probe curve when the table shows no probe metric
+LEADING = 8  # eigen-directions drawn one by one in the spectra figures; the rest share a band
+
+
+def accuracy_metrics(spec: TableSpec) -> list[str]:
+    """The accuracy figure's panels: the table's probe metric (or the paper's best-of-probe-epochs), then kNN."""
+    probe = spec.metric if spec.metric.startswith("probe_") and spec.metric in METRIC_NAMES else DEFAULT_PROBE
+    return [probe, "knn_top1"]
 
 
 def arm_keys(spec: TableSpec) -> list[str]:
@@ -171,88 +183,110 @@ def _lines_figure(groups: list[Arm], panels: list[tuple[str, str, float, bool]],
     return fig
 
 
+def _spectra_means(ok: pd.DataFrame, col: str, epochs: list) -> np.ndarray:
+    """(epochs, d): the list column ``col`` averaged over seeds at each epoch."""
+    per_epoch = [
+        [np.asarray(v, float) for v in ok.loc[ok[EPOCH] == e, col] if v is not None and len(v)] for e in epochs
+    ]
+    return np.array([np.mean(np.stack(vs), axis=0) for vs in per_epoch])
+
+
+def _spectra_panel(ax: Any, epochs: list, vals: np.ndarray, ylabel: str, logy: bool) -> None:
+    """The leading :data:`LEADING` eigen-directions as labelled lines, the rest as one light min-max band
+    (with d = 128 directions, one line each would be an unreadable colour band)."""
+    d = vals.shape[1]
+    k = min(LEADING, d)
+    if d > k:
+        rest, label = vals[:, k:], f"j = {k}..{d - 1} (min-max)"
+        ax.fill_between(epochs, rest.min(axis=1), rest.max(axis=1), color="0.55", alpha=0.25, lw=0, label=label)
+    cmap = colormaps["tab10"]
+    for j in range(k):
+        label = f"j = {j}" + (" (largest $s_j$)" if j == 0 else "")
+        ax.plot(epochs, vals[:, j], color=cmap(j), lw=1.5, marker="o" if len(epochs) < 12 else None, ms=3, label=label)
+    ax.set_xlabel("pretraining epoch")
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if logy and (vals > 0).all():
+        _log_axis(ax)
+
+
 def _spectra_figure(label: str, rows: pd.DataFrame, title: str) -> Figure | None:
-    """Fig. 2 style: eigenvalues of F (left) and W_p (right) vs epoch, mean over seeds, one line per j."""
+    """Fig. 2 style: eigenvalues of F (left) and W_p (right) vs epoch, mean over seeds, the leading
+    directions one line each (same colour for the same j in both panels)."""
     ok = rows[(rows.status == "ok")]
     ok = ok[ok["f_eigs"].map(lambda v: v is not None and len(v) > 0)] if "f_eigs" in ok.columns else ok.iloc[:0]
     if ok.empty:
         return None
     epochs = sorted(ok[EPOCH].unique())
-
-    def mean(col: str) -> np.ndarray:
-        """(epochs, d): the list column ``col`` averaged over seeds at each epoch."""
-        per_epoch = [
-            [np.asarray(v, float) for v in ok.loc[ok[EPOCH] == e, col] if v is not None and len(v)] for e in epochs
-        ]
-        return np.array([np.mean(np.stack(vs), axis=0) for vs in per_epoch])
-
-    f = mean("f_eigs")  # (epochs, d)
-    has_wp = "wp_eigs" in ok.columns and ok["wp_eigs"].map(lambda v: v is not None and len(v) > 0).all()
-    panels = [("eigenvalues $s_j$ of $\\hat F$", f, True)]
-    if has_wp:
-        panels.append(("eigenvalues $p_j$ of $W_p$ (in $\\hat F$'s eigenbasis order)", mean("wp_eigs"), False))
-    d = f.shape[1]
-    fig = Figure(figsize=(5.0 * len(panels) + 1.6, 4.0), layout="constrained")
+    panels = [("eigenvalues $s_j$ of $\\hat F$", _spectra_means(ok, "f_eigs", epochs), True)]
+    if "wp_eigs" in ok.columns and ok["wp_eigs"].map(lambda v: v is not None and len(v) > 0).all():
+        wp = _spectra_means(ok, "wp_eigs", epochs)
+        panels.append(("eigenvalues $p_j$ of $W_p$ (in $\\hat F$'s eigenbasis order)", wp, False))
+    fig = Figure(figsize=(5.0 * len(panels) + 2.4, 4.0), layout="constrained")
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
-    cmap, norm = colormaps["viridis"], Normalize(0, max(d - 1, 1))
     for ax, (ylabel, vals, logy) in zip(axes, panels):
-        for j in range(vals.shape[1]):
-            ax.plot(epochs, vals[:, j], color=cmap(norm(j)), lw=0.9, alpha=0.85)
-        ax.set_xlabel("pretraining epoch")
-        ax.set_ylabel(ylabel)
-        ax.grid(alpha=0.3)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        if logy and (vals > 0).all():
-            _log_axis(ax)
-    fig.colorbar(ScalarMappable(norm, cmap), ax=list(axes), label="eigen index j (0 = largest $s_j$)")
+        _spectra_panel(ax, epochs, vals, ylabel, logy)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(
+        handles,
+        labels,
+        loc="outside right upper",
+        fontsize=8,
+        title="eigen-direction j\n(0 = largest $s_j$)",
+        title_fontsize=8,
+        frameon=False,
+    )
     fig.suptitle(f"{title}\n{label}{_suffix(rows)}, mean over seeds", fontsize=10)
     return fig
 
 
 def slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9.=+-]+", "_", text).strip("_")[:80] or "all"
+    """A file-name stem of ``text``: ``=`` becomes ``-``, every other run of characters but letters,
+    digits, ``.``, ``+`` and ``-`` one ``_`` (``predictor=directpred, BYOL (EMA 0.996)`` ->
+    ``predictor-directpred_BYOL_EMA_0.996``)."""
+    return re.sub(r"[^A-Za-z0-9.+-]+", "_", text.replace("=", "-")).strip("_")[:80] or "all"
+
+
+def spectra_names(groups: Sequence[Arm]) -> list[str]:
+    """The ``spectra_<arm>`` figure names of ``groups``, one per arm and all distinct (``_2``, ``_3`` ...
+    where two labels give the same :func:`slug`)."""
+    names: list[str] = []
+    for a in groups:
+        base = f"spectra_{slug(a.label)}"
+        name, n = base, 1
+        while name in names:
+            n += 1
+            name = f"{base}_{n}"
+        names.append(name)
+    return names
 
 
 def sweep_figures(
     df: pd.DataFrame, spec: TableSpec, *, expected: Sequence[Mapping[str, Any]] | None = None, title: str | None = None
 ) -> list[tuple[str, Figure | None]]:
-    """The sweep's figures by name (``accuracy``, ``z_std``, ``eigen``, ``spectra_<arm>``), unsaved;
+    """The sweep's figures by name (``accuracy``, ``loss``, ``z_std``, ``eigen``, ``spectra_<arm>``), unsaved;
     None where a figure has no data (e.g. ``eigen`` for MLP predictors)."""
     groups = arms(df, spec, expected)
     if not groups:
         return []
     sweeps = df["sweep"].dropna().unique() if "sweep" in df.columns else []
     name = title or (str(sweeps[0]) if len(sweeps) else "sweep")
-    acc = [m for m in dict.fromkeys([spec.metric, "knn_top1"]) if m in METRIC_NAMES]
+    acc = [(m, METRIC_NAMES[m], PERCENT, False) for m in accuracy_metrics(spec)]
+    loss = [("loss", "training loss (2 - 2cos per direction, summed)", 1.0, False)]
+    z_std = [("z_std", "z_std = std of l2-normalised z x sqrt(d)", 1.0, True)]
+    eigen = [
+        ("eig_align", "eigen-alignment of $W_p$ with $\\hat F$", 1.0, False),
+        ("commutator", "$\\|[\\hat F, W_p]\\|_F$ (normalised)", 1.0, True),
+    ]
     figures: list[tuple[str, Figure | None]] = [
-        (
-            "accuracy",
-            _lines_figure(
-                groups, [(m, METRIC_NAMES[m], spec.scale, False) for m in acc], f"{name}: accuracy during pretraining"
-            ),
-        ),
-        (
-            "z_std",
-            _lines_figure(
-                groups, [("z_std", "z_std = std of l2-normalised z x sqrt(d)", 1.0, True)], f"{name}: collapse monitor"
-            ),
-        ),
-        (
-            "eigen",
-            _lines_figure(
-                groups,
-                [
-                    ("eig_align", "eigen-alignment of $W_p$ with $\\hat F$", 1.0, False),
-                    ("commutator", "$\\|[\\hat F, W_p]\\|_F$ (normalised)", 1.0, True),
-                ],
-                f"{name}: predictor / correlation alignment (Fig. 2, Theorem 3)",
-            ),
-        ),
+        ("accuracy", _lines_figure(groups, acc, f"{name}: accuracy during pretraining")),
+        ("loss", _lines_figure(groups, loss, f"{name}: training loss")),
+        ("z_std", _lines_figure(groups, z_std, f"{name}: collapse monitor")),
+        ("eigen", _lines_figure(groups, eigen, f"{name}: predictor / correlation alignment (Fig. 2, Theorem 3)")),
     ]
-    figures += [
-        (f"spectra_{slug(a.label)}", _spectra_figure(a.label, a.rows, f"{name}: spectra over training (Fig. 2)"))
-        for a in groups
-    ]
+    spectra_title = f"{name}: spectra over training (Fig. 2)"
+    figures += [(n, _spectra_figure(a.label, a.rows, spectra_title)) for n, a in zip(spectra_names(groups), groups)]
     return figures
 
 

@@ -17,15 +17,17 @@ from ablate.errors import UserError
 from ablate.results.schema import COLLAPSE_Z_STD
 
 MISSING = "—"
-MARKS = {"diverged": "†", "collapsed": "‡", "failed": "§"}
+MARKS = {"diverged": "†", "collapsed": "‡", "failed": "§", "stopped": "¶"}
 LEGEND = {
     "diverged": "a seed diverged (non-finite loss) and is left out of the mean",
     "collapsed": f"a seed collapsed (pretraining: z_std < {COLLAPSE_Z_STD:g}; theory: every eigenvalue of F below "
     "collapse_tol); it is in the mean: collapse is a result",
     "failed": "a seed failed with an error and is left out of the mean (see `ablate status`)",
+    "stopped": "a seed collapsed and the sweep's stop_collapsed ended it at the epoch shown; it is left out of the "
+    "mean (its numbers are of that epoch, not of a full run)",
     "missing": "no finished seed yet",
 }
-LATEX_MARKS = {"diverged": r"^\dagger", "collapsed": r"^\ddagger", "failed": r"^\S"}  # inside $...$
+LATEX_MARKS = {"diverged": r"^\dagger", "collapsed": r"^\ddagger", "failed": r"^\S", "stopped": r"^\P"}  # in $...$
 
 
 def _num(x: float | None, d: int, sign: bool = False) -> str:
@@ -41,13 +43,26 @@ def _n(cell: TableCell, paper: bool) -> str:
 
 
 def stat_text(cell: TableCell, d: int, paper: bool = False, pm: str = " ± ") -> str:
-    """``77.86 ± 0.16 / 93.10 (n=5)`` or ``— (n=0/5)``, without marks."""
+    """``77.86 ± 0.16 / 93.10 (n=5)`` or ``— (n=0/5)``, then ``collapsed at epoch 7`` for seeds the
+    sweep's stop_collapsed ended; without marks."""
+    stopped = _stopped_text(cell)
     if cell.mean is None:
+        if stopped:
+            return stopped
         return f"{MISSING} {_n(cell, paper)}" if cell.expected else MISSING
     s = _num(cell.mean, d) + (f"{pm}{_num(cell.std, d)}" if cell.std is not None else "")
     if cell.top5 is not None:
         s += f" / {_num(cell.top5, d)}"
-    return f"{s} {_n(cell, paper)}"
+    return f"{s} {_n(cell, paper)}" + (f"; {stopped}" if stopped else "")
+
+
+def _stopped_text(cell: TableCell) -> str:
+    """``collapsed at epoch 7``, ``collapsed at epochs 5, 7 (2 seeds)``, or "" when no seed was stopped."""
+    e = cell.stopped_at
+    if not e:
+        return ""
+    where = f"epoch {e[0]}" if len(set(e)) == 1 else f"epochs {', '.join(map(str, e))}"
+    return f"collapsed at {where}" + (f" ({len(e)} seeds)" if len(e) > 1 else "")
 
 
 def paper_text(cell: TableCell, d: int, pm: str = " ± ", delta: str = "Δ") -> list[str]:

@@ -8,9 +8,7 @@ metric, the number of seeds, flags (missing, diverged, collapsed, failed) and, o
 paper's number (:mod:`ablate.analysis.paper`) and the difference; :mod:`ablate.analysis.render` prints
 it for the terminal, Markdown, LaTeX, CSV or HTML.
 
-Protocol: the paper reports the best linear-probe accuracy over the 50 probe epochs
-(``probe_top1_best``, the default metric); ``probe_top1`` is the accuracy after the last probe
-epoch. :func:`with_protocol` switches between the two.
+Which probe number of a trial fills a cell (``--protocol``) is :mod:`ablate.analysis.protocols`.
 """
 
 from __future__ import annotations
@@ -19,32 +17,20 @@ import dataclasses
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import pandas as pd
 
-from ablate.analysis.paper import PaperCell, PaperRef, canon, parse_value
+from ablate.analysis.cells import axis_label, check_labels, check_one_config
+from ablate.analysis.paper import PaperCell, PaperRef, canon, value_rank
+from ablate.analysis.protocols import PROTOCOLS, trial_value_row
 from ablate.config.tree import flatten, to_dict
 from ablate.errors import UserError
-from ablate.results.schema import finite
-from ablate.sweep.schema import TableSpec
+from ablate.results.schema import COLLAPSED_STOPPED, finite
+from ablate.sweep.table_block import TableSpec
 from ablate.sweep.validated import Sweep
 
-PROTOCOLS = {"probe_top1_best": "best of probe epochs (paper)", "probe_top1": "final probe epoch"}
 EPOCH = "epoch"  # the one table axis that is a results column, not a config key (Table 8)
-
-
-def with_protocol(spec: TableSpec, protocol: Literal["best", "final"] | None) -> TableSpec:
-    """The spec with its probe metric switched to the best-of-probe-epochs or final-probe-epoch protocol."""
-    if protocol is None:
-        return spec
-    pairs = {"best": ("probe_top1", "probe_top1_best"), "final": ("probe_top1_best", "probe_top1")}
-    if protocol not in pairs:
-        raise UserError(f"--protocol {protocol!r}: choose best (the paper's best of probe epochs) or final")
-    old, new = pairs[protocol]
-    if spec.metric not in pairs["best"]:
-        raise UserError(f"--protocol applies to probe metrics; this table shows {spec.metric!r}")
-    return dataclasses.replace(spec, metric=new) if spec.metric == old else spec
 
 
 # ---------------------------------------------------------------- the table
@@ -58,10 +44,11 @@ class TableCell:
     std: float | None  # sample std (ddof 1); None with fewer than 2 seeds
     n: int  # seeds that went into the mean
     expected: int | None  # trials of the sweep's expansion in this cell (None: unknown)
-    flags: frozenset[str]  # subset of {missing, diverged, collapsed, failed}
+    flags: frozenset[str]  # subset of {missing, diverged, collapsed, failed, stopped}
     top5: float | None = None
     paper: PaperCell | None = None
     trial_ids: tuple[str, ...] = ()
+    stopped_at: tuple[int, ...] = ()  # epochs at which stop_collapsed ended seeds of this cell (not in the mean)
 
     @property
     def diff(self) -> float | None:
@@ -100,9 +87,19 @@ class Table:
 
     def get(self, row_label: str, col_label: str) -> TableCell:
         """The cell under the displayed labels (for tests and scripts)."""
-        r = next(r for r in self.row_values if self.row_label(r) == row_label)
-        c = next(c for c in self.col_values if self.col_label(c) == col_label)
-        return self.cells[(r, c)]
+        rows, cols = {}, {}
+        for r in self.row_values:
+            rows.setdefault(self.row_label(r), r)
+        for c in self.col_values:
+            cols.setdefault(self.col_label(c), c)
+        there = f"rows: {', '.join(map(repr, rows)) or 'none'}; columns: {', '.join(map(repr, cols)) or 'none'}"
+        for label, known, what in ((row_label, rows, "row"), (col_label, cols, "column")):
+            if label not in known:
+                raise UserError(f"table cell ({row_label!r}, {col_label!r}): no {what} {label!r}; {there}")
+        cell = self.cells.get((rows[row_label], cols[col_label]))
+        if cell is None:
+            raise UserError(f"table cell ({row_label!r}, {col_label!r}): the sweep has no trial there; {there}")
+        return cell
 
     @property
     def flags(self) -> set[str]:
@@ -111,33 +108,6 @@ class Table:
 
 def _metric_name(spec: TableSpec) -> str:
     return f"{spec.metric} / {spec.top5}" if spec.top5 else spec.metric
-
-
-def axis_label(keys: Sequence[str], values: Sequence[str], labels: Mapping[str, Any]) -> str:
-    """Display text of one row (or column): labelled combinations first, then ``key=value`` parts.
-
-    ``labels`` maps ``"k=v"`` (or ``"k1=v1;k2=v2"``, a combination) to display text and a bare key
-    to its display name. Values are canonical (:func:`ablate.analysis.paper.canon`); a null value (a key
-    that does not apply to this arm, e.g. ``predictor.freq`` of a linear predictor) is left out."""
-    combos: list[tuple[dict[str, str], str]] = []
-    for k, text in labels.items():
-        if "=" in str(k):
-            pairs = [p.split("=", 1) for p in str(k).split(";")]
-            combos.append(({a.strip(): canon(parse_value(b)) for a, b in pairs}, str(text)))
-    combos.sort(key=lambda c: -len(c[0]))  # stable: longest combinations win, then written order
-    pos = {k: i for i, k in enumerate(keys)}
-    used: set[int] = set()
-    parts: list[tuple[int, str]] = []
-    for combo, text in combos:
-        idx = [pos.get(k) for k in combo]
-        if None in idx or used & set(idx) or any(values[pos[k]] != v for k, v in combo.items()):
-            continue
-        used |= set(idx)
-        parts.append((min(idx), text))
-    for i, k in enumerate(keys):
-        if i not in used and values[i] != "null":
-            parts.append((i, f"{labels.get(k, k.rsplit('.', 1)[-1])}={values[i]}"))
-    return ", ".join(t for _, t in sorted(parts) if t)
 
 
 def _records(df: pd.DataFrame, spec: TableSpec) -> list[dict[str, Any]]:
@@ -160,7 +130,7 @@ def _records(df: pd.DataFrame, spec: TableSpec) -> list[dict[str, Any]]:
         last = final.iloc[-1].to_dict() if len(final) else None
         if not by_epoch:
             if last is not None:
-                out.append(last)
+                out.append(trial_value_row(rows, last, spec.metric, spec.over_epochs))
             continue
         for t in targets:
             at = rows[(rows.epoch == t) & (rows.status == "ok")]
@@ -169,13 +139,6 @@ def _records(df: pd.DataFrame, spec: TableSpec) -> list[dict[str, Any]]:
             elif last is not None and last["status"] != "ok" and (pd.isna(last["epoch"]) or last["epoch"] <= t):
                 out.append({**last, EPOCH: t})
     return out
-
-
-def _rank(value: str) -> tuple:
-    num = parse_value(value)
-    if isinstance(num, (int, float)) and not isinstance(num, bool):
-        return (0, float(num), "")
-    return (1 if value != "null" else 2, 0.0, value)
 
 
 def order_tuples(
@@ -189,7 +152,7 @@ def order_tuples(
     for t in first_seen:
         for i, v in enumerate(t):
             ranks[i].setdefault(v, len(ranks[i]))
-    return sorted(tuples, key=lambda t: tuple((ranks[i].get(v, len(ranks[i])), _rank(v)) for i, v in enumerate(t)))
+    return sorted(tuples, key=lambda t: tuple((ranks[i].get(v, len(ranks[i])), value_rank(v)) for i, v in enumerate(t)))
 
 
 def build_table(
@@ -218,6 +181,8 @@ def build_table(
     row_values = order_tuples([k[0] for k in [*seen, *groups]], [k[0] for k in seen], len(spec.rows))
     col_values = order_tuples([k[1] for k in [*seen, *groups]], [k[1] for k in seen], len(spec.cols))
     design = set(exp_groups) | set(groups) if expected is not None else {(r, c) for r in row_values for c in col_values}
+    check_labels(spec, [*recs, *exp])
+    check_one_config(groups, spec)
     tables = [t.strip() for t in (spec.paper or "").split(",") if t.strip()] or (paper.tables() if paper else [])
     cells = {}
     for rc in design:
@@ -248,9 +213,12 @@ def _cell(rc: tuple, rows: list[dict], spec: TableSpec, expected: int | None) ->
     vals = [float(r[spec.metric]) * spec.scale for r in ok]
     top5 = [float(r[spec.top5]) * spec.scale for r in ok if spec.top5 and finite(r.get(spec.top5))]
     flags = {s for s in ("diverged", "failed") if any(r.get("status") == s for r in rows)}
+    stopped = tuple(sorted(int(r["epoch"]) for r in rows if r.get("status") == COLLAPSED_STOPPED))
+    if stopped:
+        flags.add("stopped")
     if any(r.get("collapsed") is True or r.get("collapsed") == 1 for r in ok):
         flags.add("collapsed")
-    if not vals:
+    if not vals and not stopped:
         flags.add("missing")
     mean = sum(vals) / len(vals) if vals else None
     std = math.sqrt(sum((v - mean) ** 2 for v in vals) / (len(vals) - 1)) if len(vals) > 1 else None
@@ -266,6 +234,7 @@ def _cell(rc: tuple, rows: list[dict], spec: TableSpec, expected: int | None) ->
         sum(top5) / len(top5) if top5 else None,
         None,
         trial_ids,
+        stopped,
     )
 
 
@@ -275,6 +244,8 @@ def _caption(spec: TableSpec, sweep: str, seeds: list[int], by_epoch: bool) -> s
     scale = f" x{spec.scale:g}" if spec.scale != 1 else ""
     what = f"{_metric_name(spec)}{scale}" + (f", {protocol}" if spec.metric in PROTOCOLS else "")
     at = "at the shown epochs" if by_epoch else "at the final epoch"
+    if spec.over_epochs == "max" and not by_epoch:
+        at = "max over evaluated pretraining epochs"
     paper = f"; paper: {spec.paper}" if spec.paper else ""
     n = f"{len(seeds)} seed{'s' if len(seeds) != 1 else ''}"
     return f"{title}. {what}; mean ± std over {n} {at}, n = seeds per cell{paper}."

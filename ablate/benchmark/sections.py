@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader
 from ablate.benchmark.core import BenchContext, Measurement, Target, cuda_sync, interleave, median
 from ablate.benchmark.workloads import make_loop, per_unit, random_splits, rate
 from ablate.train.augment import build_augment
+from ablate.train.cost import THROUGHPUT, step_flops
 from ablate.train.evaluate import evaluate, extract, knn_top1, linear_probe
 from ablate.train.loop import autocast_for, train_epoch
 from ablate.train.recipes import torchvision_transform
@@ -178,18 +179,22 @@ def bench_step(ctx: BenchContext) -> list[Measurement]:
     runs = interleave(
         {"ours": ours_steps(loop, k), "baseline": lambda: plain(k)}, s.repeats, s.warmup, cuda_sync(loop.device)
     )
+    ours_s, base_s = median(runs["ours"]) / k, median(runs["baseline"]) / k
+    flops = step_flops(loop.cfg)[0]  # counted on meta, as `ablate check` counts a sweep's
     return [
         Measurement(
             "step",
             "BYOL step, linear predictor",
-            median(runs["ours"]) / k,
-            median(runs["baseline"]) / k,
+            ours_s,
+            base_s,
             "s/step",
             Target("ratio", "<=", 1.10, "ratio <= 1.10"),
             note=f"{describe_config(loop)}; {k} steps per timed call",
             ours_runs=per_unit(runs["ours"], k),
             baseline_runs=per_unit(runs["baseline"], k),
-        )
+        ),
+        # the throughput `ablate check` turns a sweep's counted FLOPs into hours with (ablate.train.cost)
+        Measurement("step", THROUGHPUT, flops / ours_s, flops / base_s, "FLOP/s", note=f"{flops:.3g} FLOPs per step"),
     ]
 
 
@@ -201,11 +206,11 @@ def directpred_update(loop: Any) -> Callable[[], None]:
     the views' projections (Eq. 19), then W_p <- U diag(p) U^T from eigh(F_hat) (Eq. 18)."""
     b, d = loop.cfg.train.batch_size, loop.cfg.projector.out_dim
     gen = torch.Generator(device=loop.device).manual_seed(0)
-    z1, z2 = (torch.randn(b, d, generator=gen, device=loop.device) for _ in range(2))  # (B, d)
+    f = torch.randn(2 * b, d, generator=gen, device=loop.device)  # both views' projections (2B, d)
     pred = copy.deepcopy(loop.pair.predictor)  # leave the loop's F_hat alone
 
     def run() -> None:
-        pred.observe(z1, z2, z1, z2)
+        pred.observe(f, f)
         pred.after_optimizer_step(pred.freq)  # a refresh step
 
     return run

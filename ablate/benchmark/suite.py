@@ -11,6 +11,8 @@ step           one BYOL step of the trial loop vs a plain hand-written step     
 directpred     a DirectPred step (freq 1, 5) vs the linear predictor's step      freq 1: <= 1.15
 eval           probe + kNN evaluation vs one training epoch                      (reported)
 orchestration  N trivial trials through ``ablate run`` (Ray Tune) vs a loop      overhead <= 2 s/trial
+collapse       a sweep with ``stop_collapsed`` vs without: epochs, wall time,     healthy arms
+               where collapsed arms stopped                                      unchanged
 gpu            images/s with 1, 2, 4 trials packed on one GPU, peak memory,      >= 10,000 img/s
                MFU (CUDA only)                                                   (H100, packed)
 =============  ===============================================================  ===================
@@ -32,6 +34,7 @@ import pandas as pd
 import pyarrow as pa
 import torch
 
+from ablate.benchmark.collapse import bench_collapse
 from ablate.benchmark.core import BenchContext, Measurement, available_cores
 from ablate.benchmark.gpu import bench_gpu
 from ablate.benchmark.orchestration import bench_orchestration
@@ -50,6 +53,7 @@ SECTIONS: dict[str, Callable[[BenchContext], list[Measurement]]] = {
     "directpred": bench_directpred,
     "eval": bench_eval,
     "orchestration": bench_orchestration,
+    "collapse": bench_collapse,
     "gpu": bench_gpu,
 }
 

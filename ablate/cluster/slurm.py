@@ -3,7 +3,7 @@
 The script (:mod:`ablate.cluster.script`) starts one Ray runtime per node and runs ``ablate run``
 against it; everything about resuming is the runner's: a resubmitted, requeued or preempted job runs
 only the trials whose final row is not in the results yet. The script and the job logs live in
-``<storage>/<sweep>/_slurm/`` (``<jobid>.sbatch``, ``<jobid>.out``).
+``<storage>/_<sweep>/slurm/`` (``<jobid>.sbatch``, ``<jobid>.out``).
 
 Also a tiny helper the script calls on the head node: ``python -m ablate.cluster.slurm route-ip HOST``
 prints this node's address on the route to HOST (the address the Ray workers reach the head at).

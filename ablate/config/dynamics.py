@@ -19,6 +19,8 @@ import numpy as np
 
 from ablate.config.tree import Source, build, doc
 
+MAX_ROWS = 1_000_000  # rows one trial reports (a figure shows a few hundred)
+
 
 @dataclass(frozen=True)
 class DynamicsConfig:
@@ -129,6 +131,12 @@ class DynamicsConfig:
     )
 
     def check(self) -> tuple[str, str] | None:
+        rows = self.steps // self.report_every + 1
+        if rows > MAX_ROWS:  # the steps that report are listed up front (report_steps)
+            return "report_every", (
+                f"{self.steps} steps / {self.report_every} make {rows:,} rows, more than {MAX_ROWS:,} a trial may "
+                f"report; raise report_every to at least {-(-self.steps // (MAX_ROWS - 1))}"
+            )
         for key in ("x_eigs", "xp_eigs"):
             eigs = getattr(self, key)
             if eigs and len(eigs) != self.n1:

@@ -2,12 +2,14 @@
 
 One generic mechanism serves every config in the project (the SSL trial, the linear-dynamics
 trial, sweep files): unknown keys fail with a did-you-mean, wrong types fail with the expected
-type and the value, numbers out of range fail with the allowed range. Errors name the dotted key
-path and, when known, the file and line (:class:`Source`, filled by :mod:`ablate.config.yamlfile`).
+type and the value, numbers out of range fail with the allowed range; whatever the field, a float
+must be finite and an int must fit 64 bits (a float is never taken for an int). Errors name the
+dotted key path and, when known, the file and line (:class:`Source`, filled by
+:mod:`ablate.config.yamlfile`).
 
 Field metadata understood here:
   ``doc``   one-line meaning, used by the README's config reference;
-  ``min`` / ``max``  inclusive numeric bounds; ``gt``  exclusive lower bound.
+  ``min`` / ``max``  inclusive numeric bounds; ``gt``  exclusive lower bound (on each item of a tuple).
 
 A dataclass with a class attribute ``variants: dict[str, type]`` is polymorphic: the ``name``
 key of its mapping picks the subclass (the predictor registry uses this), so keys that belong to
@@ -20,14 +22,16 @@ import dataclasses
 import difflib
 import functools
 import json
+import math
 import types
 import typing
 from collections.abc import Mapping
 from typing import Any, Literal
 
-import yaml
-
+from ablate.config.yamlfile import parse_value
 from ablate.errors import UserError
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,11 +113,19 @@ def _coerce(tp: Any, value: Any, path: str, src: Source) -> Any:
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise bad
+        if not INT64_MIN <= value <= INT64_MAX:  # results hold 64-bit integers; torch and numpy take no more
+            raise fail(src, path, f"must be an integer from -2**63 to 2**63 - 1, got {_number(value)}")
         return value
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise bad
-        return float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # an int beyond the largest float
+            number = math.inf
+        if not math.isfinite(number):
+            raise fail(src, path, f"must be a finite number (not .nan or .inf), got {_number(value)}")
+        return number
     if tp is str:
         if not isinstance(value, str):
             raise bad
@@ -125,7 +137,19 @@ def _coerce(tp: Any, value: Any, path: str, src: Source) -> Any:
     return value
 
 
+def _number(value: Any) -> str:
+    """A number for a message; an integer of hundreds of digits by its size instead."""
+    if isinstance(value, int) and value.bit_length() > 128:
+        return f"an integer of {value.bit_length()} bits"
+    return repr(value)
+
+
 def _check_range(f: dataclasses.Field, value: Any, path: str, src: Source) -> None:
+    """The field's bounds on a number, or on each number of a tuple (``key[i]``)."""
+    if isinstance(value, tuple):
+        for i, v in enumerate(value):
+            _check_range(f, v, f"{path}[{i}]", src)
+        return
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         return
     lo, hi, gt = f.metadata.get("min"), f.metadata.get("max"), f.metadata.get("gt")
@@ -230,16 +254,14 @@ def merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, An
 
 
 def parse_set(items: typing.Iterable[str]) -> dict[str, Any]:
-    """``["a.b=0.1", "c=[1,2]"]`` -> dotted overrides; values are parsed as YAML scalars/lists."""
+    """``["a.b=0.1", "c=[1,2]"]`` -> dotted overrides; values are read as YAML the way a file's are
+    (``1e-3`` is a float), within the same limits."""
     out: dict[str, Any] = {}
     for item in items:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
             raise UserError(f"--set {item!r}: expected KEY=VALUE, e.g. --set optim.lr=0.03")
-        try:
-            out[key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
-        except yaml.YAMLError:
-            out[key.strip()] = raw
+        out[key.strip()] = parse_value(raw, f"--set: {key.strip()}") if raw.strip() else ""
     return out
 
 

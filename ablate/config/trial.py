@@ -16,6 +16,15 @@ from typing import Any, ClassVar, Literal
 
 from ablate.config.tree import Source, build, doc, to_dict
 
+# Sizes that shape tensors stop where no machine holds one trial, so that the memory estimate
+# (ablate check) and the trial never work out a tensor size beyond 64 bits even all at once.
+MAX_BATCH = 2**20  # images in a batch (the largest published SSL batches: 65,536)
+MAX_IMAGE = 2**13  # pixels on a side of a crop
+MAX_CHANNELS = 2**14  # of a conv layer, which runs at full resolution
+MAX_WIDTH = 2**16  # of a linear layer (and classes)
+MAX_IMAGES = 2**24  # of the synthetic dataset
+MAX_THREADS = 1024  # threads or processes of one trial: more than any machine's cores
+
 
 @dataclass(frozen=True)
 class DataConfig:
@@ -26,7 +35,7 @@ class DataConfig:
         default=None,
         metadata=doc(
             "dataset directory (stl10: the folder holding stl10_binary/; cifar10: cifar-10-batches-py/; "
-            "imagefolder: train/ and val/); never downloaded"
+            "imagefolder: train/ and val/); a trial never downloads: `ablate data fetch stl10|cifar10` does"
         ),
     )
     augment: Literal["auto", "digits", "stl10", "cifar10", "byol", "none"] = field(
@@ -35,18 +44,21 @@ class DataConfig:
     image_size: int = field(
         default=0,
         metadata=doc(
-            "crop size; 0 = the dataset's native size (digits 16, cifar10/fake 32, stl10 96, imagefolder 224)", min=0
+            "crop size; 0 = the dataset's native size (digits 16, cifar10/fake 32, stl10 96, imagefolder 224)",
+            min=0,
+            max=MAX_IMAGE,
         ),
     )
-    fake_size: int = field(default=512, metadata=doc("fake: number of pretraining images", min=1))
-    fake_classes: int = field(default=10, metadata=doc("fake: number of classes", min=2))
-    workers: int = field(default=0, metadata=doc("imagefolder: DataLoader decode workers", min=0))
+    fake_size: int = field(default=512, metadata=doc("fake: number of pretraining images", min=1, max=MAX_IMAGES))
+    fake_classes: int = field(default=10, metadata=doc("fake: number of classes", min=2, max=MAX_WIDTH))
+    workers: int = field(default=0, metadata=doc("imagefolder: DataLoader decode workers", min=0, max=MAX_THREADS))
 
     def check(self) -> tuple[str, str] | None:
         if self.name in ("stl10", "cifar10", "imagefolder") and not self.root:
             return (
                 "root",
-                f"dataset {self.name!r} needs data.root, the directory that holds it (it is never downloaded)",
+                f"dataset {self.name!r} needs data.root, the directory that holds it (get it with `ablate data fetch "
+                f"{self.name}`)",
             )
         return None
 
@@ -59,14 +71,16 @@ class ModelConfig:
     stem: Literal["imagenet", "cifar"] = field(
         default="imagenet", metadata=doc("ResNet stem: imagenet (7x7/2 + maxpool) or cifar (3x3/1, no maxpool)")
     )
-    width: int = field(default=64, metadata=doc("convnet: channels of the last conv layer (= feature dim)", min=1))
+    width: int = field(
+        default=64, metadata=doc("convnet: channels of the last conv layer (= feature dim)", min=1, max=MAX_CHANNELS)
+    )
     sync_bn: bool = field(default=False, metadata=doc("SyncBatchNorm in data-parallel trials"))
 
 
 @dataclass(frozen=True)
 class ProjectorConfig:
-    hidden_dim: int = field(default=512, metadata=doc("projector hidden width (paper: 512)", min=1))
-    out_dim: int = field(default=128, metadata=doc("projection dimension d (paper: 128)", min=1))
+    hidden_dim: int = field(default=512, metadata=doc("projector hidden width (paper: 512)", min=1, max=MAX_WIDTH))
+    out_dim: int = field(default=128, metadata=doc("projection dimension d (paper: 128)", min=1, max=MAX_WIDTH))
     bn_affine: bool = field(default=False, metadata=doc("affine BatchNorm in the projector (paper: off)"))
 
 
@@ -99,7 +113,9 @@ class LinearPredictorConfig(PredictorConfig):
 @dataclass(frozen=True)
 class MLPPredictorConfig(PredictorConfig):
     name: Literal["mlp"] = "mlp"
-    hidden_dim: int = field(default=512, metadata=doc("hidden width (paper: 512; BYOL ImageNet: 4096)", min=1))
+    hidden_dim: int = field(
+        default=512, metadata=doc("hidden width (paper: 512; BYOL ImageNet: 4096)", min=1, max=MAX_WIDTH)
+    )
     bn_affine: bool = field(default=False, metadata=doc("affine BatchNorm in the hidden layer"))
     symmetric: bool = field(default=False, metadata=doc("symmetric variant (Table 3)"))
     bias: bool = field(default=True, metadata=doc("bias in the two linear layers"))
@@ -140,6 +156,13 @@ class PluginPredictorConfig(PredictorConfig):
     ridge: float = field(
         default=1e-4, metadata=doc("ridge added to F (relative to its trace / d) before solving", min=0)
     )
+    solve: Literal["paper", "lyapunov", "lstsq"] = field(
+        default="paper",
+        metadata=doc(
+            "paper: W_p = sym(C) (F + ridge)^-1 (W_p F = 1/2 (E[f_a f^T] + E[f f_a^T])); lyapunov: the symmetric W "
+            "of F W + W F + 2 ridge W = 2 sym(C) (reference code, minimal_space); lstsq: C (F + ridge)^-1"
+        ),
+    )
 
 
 PredictorConfig.variants.update(
@@ -165,6 +188,18 @@ class EMAConfig:
         default="independent",
         metadata=doc("target start: copy of the online net, or an independent init (the reference code)"),
     )
+    schedule: Literal["constant", "cosine"] = field(
+        default="constant",
+        metadata=doc(
+            "constant: tau at every step (the paper's STL-10/CIFAR-10 recipe); cosine: BYOL's "
+            "tau_k = 1 - (1 - tau)(cos(pi k / K) + 1) / 2, from tau at step 0 to 1 at the last of K steps"
+        ),
+    )
+
+    def check(self) -> tuple[str, str] | None:
+        if self.schedule == "cosine" and self.tau == 0:
+            return "schedule", "cosine needs a target network (tau > 0); with tau 0 the target is the online net"
+        return None
 
 
 @dataclass(frozen=True)
@@ -197,7 +232,7 @@ class OptimConfig:
 @dataclass(frozen=True)
 class TrainConfig:
     epochs: int = field(default=10, metadata=doc("pretraining epochs (paper: 100)", min=1))
-    batch_size: int = field(default=128, metadata=doc("batch size B (paper: 128)", min=2))
+    batch_size: int = field(default=128, metadata=doc("batch size B (paper: 128)", min=2, max=MAX_BATCH))
     device: Literal["auto", "cpu", "cuda"] = field(default="auto", metadata=doc("auto = cuda when available"))
     precision: Literal["fp32", "bf16"] = field(
         default="fp32", metadata=doc("bf16 autocast on CUDA; F_hat and eigh stay fp32")
@@ -207,7 +242,9 @@ class TrainConfig:
     steps_per_epoch: int = field(
         default=0, metadata=doc("cap on steps per epoch; 0 = a full pass over the data", min=0)
     )
-    threads: int = field(default=0, metadata=doc("CPU threads for torch; 0 = leave torch's default", min=0))
+    threads: int = field(
+        default=0, metadata=doc("CPU threads for torch; 0 = leave torch's default", min=0, max=MAX_THREADS)
+    )
     gpu_memory_fraction: float = field(
         default=0.0, metadata=doc("cap this trial's share of GPU memory (packing); 0 = no cap", min=0, max=1)
     )
@@ -216,6 +253,14 @@ class TrainConfig:
 @dataclass(frozen=True)
 class EvalConfig:
     every: int = field(default=5, metadata=doc("evaluate every N epochs (and always after the last)", min=1))
+    collapse_every: int = field(
+        default=0,
+        metadata=doc(
+            "between evaluations, a collapse-only check every N epochs: z_std of the online projections of a fixed "
+            "batch of probe-train images (no probe), a row with z_std and collapsed only; 0 = off",
+            min=0,
+        ),
+    )
     probe_epochs: int = field(default=50, metadata=doc("linear probe epochs (paper: 50)", min=1))
     probe_lr: float = field(default=3e-4, metadata=doc("probe Adam lr (paper: 3e-4)", gt=0))
     probe_weight_decay: float = field(default=1e-3, metadata=doc("probe Adam weight decay (paper: 1e-3)", min=0))
@@ -223,13 +268,22 @@ class EvalConfig:
     knn_k: int = field(default=200, metadata=doc("kNN neighbours (cosine)", min=1))
     knn_t: float = field(default=0.1, metadata=doc("kNN temperature of the similarity weights", gt=0))
     spectra: bool = field(default=True, metadata=doc("record F / W_p spectra for linear-type predictors"))
+    protocol: Literal["paper", "byol"] = field(
+        default="paper",
+        metadata=doc(
+            "linear probe: paper (cached features of un-augmented images, standardised, Adam) or byol (BYOL's "
+            "ImageNet protocol: SGD with Nesterov momentum 0.9, cosine-decayed lr, on random-resized crops and flips "
+            "passed through the frozen trunk every epoch, no standardisation; probe_lr / probe_weight_decay / "
+            "probe_batch_size / probe_epochs set it)"
+        ),
+    )
 
 
 @dataclass(frozen=True)
 class SaveConfig:
     """What a trial leaves behind besides its rows: the online trunk's weights, for export.
 
-    Written to ``<results>/_weights/<trial_id>/trunk_final.pt`` (and ``trunk_epoch{N}.pt``) as the
+    Written to ``<storage>/_<sweep>/weights/<trial_id>/trunk_final.pt`` (and ``trunk_epoch{N}.pt``) as the
     plain state dict of :func:`ablate.models.trunks.export_state_dict`. Where and how often weights are
     saved does not change what a trial computes, so these keys are not part of the trial_id."""
 

@@ -18,9 +18,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ablate.results.layout import TRIAL_SUFFIX, SweepDir, is_trial_file
+from ablate.results.layout import BENCH_DIR, TRIAL_SUFFIX, SweepDir, is_trial_file
 from ablate.results.location import Location
-from ablate.results.schema import to_table
+from ablate.results.schema import COLLAPSED_STOPPED, to_table
 
 FINISHED = ("ok", "diverged")  # a final row with these statuses means: do not run again
 
@@ -67,14 +67,16 @@ class Holdings:
             lines.append(f"{where}: skipped {len(self.skipped) - 5} more files like these")
         return lines
 
-    def finished(self) -> set[str]:
-        """Trials whose final row has status ok or diverged: a run does not run them again."""
+    def finished(self, stopped_count: bool = False) -> set[str]:
+        """Trials whose final row has status ok or diverged (with ``stopped_count``, also trials the
+        sweep's stop_collapsed ended): a run does not run them again."""
         final = final_rows(self.rows)
-        return set(final.loc[final["status"].isin(FINISHED), "trial_id"]) if not final.empty else set()
+        statuses = (*FINISHED, COLLAPSED_STOPPED) if stopped_count else FINISHED
+        return set(final.loc[final["status"].isin(statuses), "trial_id"]) if not final.empty else set()
 
 
 def scan(
-    where: "str | Path | Location | SweepDir", expect: Expect | None = None, columns: list[str] | None = None
+    where: str | Path | Location | SweepDir, expect: Expect | None = None, columns: list[str] | None = None
 ) -> Holdings:
     """Read a results folder (or one ``.parquet`` file) file by file, keeping what ``expect`` allows.
 
@@ -136,25 +138,42 @@ def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
     """``table`` in ``schema``: columns an older schema lacked read as null, columns it no longer has are
     dropped; a column of another type (another trial kind's file) makes it foreign."""
     arrays = []
-    for field in schema:
-        if field.name not in table.column_names:
-            arrays.append(pa.nulls(table.num_rows, field.type))
+    for column in schema:
+        if column.name not in table.column_names:
+            arrays.append(pa.nulls(table.num_rows, column.type))
             continue
         try:
-            arrays.append(table.column(field.name).cast(field.type))
+            arrays.append(table.column(column.name).cast(column.type))
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            have = table.schema.field(field.name).type
+            have = table.schema.field(column.name).type
             raise _Foreign(
-                f"column {field.name!r} is {have}, not {field.type} (another kind's or version's file)"
+                f"column {column.name!r} is {have}, not {column.type} (another kind's or version's file)"
             ) from None
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
 def read_rows(
-    where: "str | Path | Location | SweepDir", expect: Expect | None = None, columns: list[str] | None = None
+    where: str | Path | Location | SweepDir, expect: Expect | None = None, columns: list[str] | None = None
 ) -> pd.DataFrame:
     """All usable rows of a results folder, or of one ``.parquet`` file (:func:`scan`); empty if none."""
     return scan(where, expect, columns).rows
+
+
+def newest_bench_row(device_type: str, section: str, what: str, bench_dir: Path | None = None) -> dict | None:
+    """The figure ``what`` of ``section`` in the newest ``ablate bench`` result of ``device_type``
+    (``results/bench/bench-<time>-<device>.parquet``), with the file's name as ``file``; None if none."""
+    folder = Path(bench_dir) if bench_dir is not None else BENCH_DIR
+    for path in sorted(folder.glob(f"bench-*-{device_type}.parquet"), reverse=True):
+        try:
+            df = pq.read_table(pa.BufferReader(path.read_bytes())).to_pandas()
+        except (pa.ArrowException, OSError):
+            continue  # a damaged file does not stop an estimate
+        hit = (
+            df[(df["section"] == section) & (df["what"] == what)] if {"section", "what"} <= set(df.columns) else df[:0]
+        )
+        if len(hit):
+            return {**hit.iloc[0].to_dict(), "file": path.name}
+    return None
 
 
 def final_rows(df: pd.DataFrame) -> pd.DataFrame:
@@ -173,13 +192,17 @@ def write_table(loc: Location, table: pa.Table) -> None:
 
 
 def move_aside(folder: SweepDir) -> SweepDir | None:
-    """``--restart``: move the folder to ``<name>.old-<time>`` beside it (never delete it); None when
-    there is nothing to move."""
-    if not folder.loc.exists():
-        return None
+    """``--restart``: move the folder and its companion to ``<name>.old-<time>`` / ``_<name>.old-<time>``
+    beside them (never delete them); None when there is nothing to move."""
     backup = folder.backup()
-    folder.loc.move_to(backup.loc)
-    return backup
+    moves = [
+        (here, there)
+        for here, there in ((folder.loc, backup.loc), (folder.companion, backup.companion))
+        if here.exists()
+    ]
+    for here, there in moves:
+        here.move_to(there)
+    return backup if moves else None
 
 
 @dataclass
@@ -199,7 +222,7 @@ class ResultsStore:
         return scan(self.dir, self.expect, columns=["trial_id", "is_final", "status", "epoch"])
 
     def set_aside(self, skipped: tuple[Skipped, ...]) -> list[str]:
-        """Move skipped files to ``_damaged/`` (never delete them), so their trials run again and the
+        """Move skipped files to ``_<sweep>/damaged/`` (never delete them), so their trials run again and the
         folder reads as a clean dataset; one line per file moved."""
         lines = []
         for s in skipped:
@@ -252,7 +275,7 @@ class ResultsStore:
 
 @dataclass(frozen=True)
 class ArtifactStore:
-    """Files a trial leaves besides its rows, under one folder (``<results>/_weights/<trial_id>/``).
+    """Files a trial leaves besides its rows, under one folder (``<storage>/_<sweep>/weights/<trial_id>/``).
 
     ``save(name, obj)`` writes ``torch.save(obj)`` atomically (a half-written weights file never
     appears under its final name) and returns where it went."""

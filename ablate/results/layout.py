@@ -1,24 +1,31 @@
-"""Where everything of a sweep lives: the one place that names files under ``<storage>/<sweep>/``.
+"""Where everything of a sweep lives: the one place that names files under ``<storage>/``.
 
 ``<storage>`` is ``--storage``, else the sweep file's ``storage:``, else ``results/``; it may be a path
-or a pyarrow filesystem URI (:class:`ablate.results.location.Location`). Layout of one sweep's folder:
+or a pyarrow filesystem URI (:class:`ablate.results.location.Location`). A sweep has two folders side
+by side:
 
-  ``<trial_id>.parquet``      that trial's rows (replaced atomically on every new row)
-  ``_sweep.yaml``             the sweep file as it was run; ``_overrides.json`` its ``--set`` overrides
-  ``_lock``                   held by the running ``ablate run`` (pid inside)
-  ``_damaged/``               trial files no reader can use (damaged, or another sweep's), moved aside by ``run``
-  ``_weights/<trial_id>/``    the trial's trunk weights (``trunk_final.pt``, ``trunk_epoch{N}.pt``)
-  ``_ray/<sweep>/<trial_id>/`` Ray Tune's trial folder and checkpoints; ``_ray/_train/<trial_id>/`` Ray Train's
-  ``_logs/``                  Ray's and Tune's logs
-  ``_figures/``, ``_report.html`` / ``_report.md``   what ``ablate plot`` / ``ablate report`` write
-  ``_tensorboard/``, ``_mlruns/``, ``_wandb/``        what the experiment trackers write
-  ``_slurm/``                 the sbatch scripts and job logs of ``ablate submit``
+``<storage>/<sweep>/``  the results: ``<trial_id>.parquet`` per trial (replaced atomically on every
+new row) and nothing else, so every reader's one-liner for a folder of Parquet files reads it
+(pandas, pyarrow.dataset, DuckDB and polars; polars and DuckDB descend into every subfolder and polars
+refuses a folder holding any other kind of file).
 
-Every name that is not results starts with ``_`` (or ``.``: temporary files), which Arrow's dataset
-discovery skips, so the folder itself stays a clean Parquet dataset. Logs, trackers and SLURM files
-are appended to line by line, which object stores cannot do: for a URI they go to a local folder
-(:attr:`SweepDir.local_side`).
+``<storage>/_<sweep>/`` everything else (:attr:`SweepDir.companion`; sweep names never start with ``_``):
+
+  ``sweep.yaml``              the sweep file as it was run; ``overrides.json`` its ``--set`` overrides
+  ``lock``                    held by the running ``ablate run`` (pid inside)
+  ``progress.json``           the running ``ablate run``'s trials: state, epoch, images/s (for ``ablate status``)
+  ``damaged/``                trial files no reader can use (damaged, or another sweep's), moved aside by ``run``
+  ``weights/<trial_id>/``     the trial's trunk weights (``trunk_final.pt``, ``trunk_epoch{N}.pt``)
+  ``ray/<sweep>/<trial_id>/`` Ray Tune's trial folder and checkpoints; ``ray/_train/<trial_id>/`` Ray Train's
+  ``logs/``                   Ray's and Tune's logs
+  ``figures/``, ``report.html`` / ``report.md``   what ``ablate plot`` / ``ablate report`` write
+  ``tensorboard/``, ``mlruns/``, ``wandb/``        what the experiment trackers write
+  ``slurm/``                  the sbatch scripts and job logs of ``ablate submit``
+
+Logs, trackers and SLURM files are appended to line by line, which object stores cannot do: for a URI
+they go to a local folder (:attr:`SweepDir.local_side`).
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -34,9 +41,12 @@ DEFAULT_STORAGE = "results"
 PAPER_FILE = REPO / "results" / "paper" / "directpred.csv"  # the paper's numbers, shipped with the code
 BENCH_DIR = Path(DEFAULT_STORAGE) / "bench"  # `ablate bench` result files
 TRIAL_SUFFIX = ".parquet"
-SWEEP_FILE, OVERRIDES_FILE, LOCK_FILE = "_sweep.yaml", "_overrides.json", "_lock"
-TRAIN_DIR = "_train"  # Ray Train runs inside _ray/ (sweep names never start with _)
+COMPANION_MARK = "_"  # <storage>/_<sweep>/ holds what is not results; sweep names never start with it
+SWEEP_FILE, OVERRIDES_FILE, LOCK_FILE = "sweep.yaml", "overrides.json", "lock"
+PROGRESS_FILE = "progress.json"
+TRAIN_DIR = "_train"  # Ray Train runs inside ray/, beside Tune's ray/<sweep>/ (sweep names never start with _)
 FINAL_WEIGHTS = "trunk_final.pt"
+TRACKER_DIRS = {"tensorboard": "tensorboard", "mlflow": "mlruns", "wandb": "wandb"}
 
 
 def epoch_weights(epoch: int) -> str:
@@ -44,47 +54,51 @@ def epoch_weights(epoch: int) -> str:
 
 
 def is_trial_file(name: str) -> bool:
-    """A results file: ``<trial_id>.parquet``, not a hidden temporary or an ``_`` folder's file."""
+    """A results file: ``<trial_id>.parquet``, not a hidden temporary or an ``_`` file."""
     return name.endswith(TRIAL_SUFFIX) and not name.startswith((".", "_"))
 
 
-def sweep_location_text(name: str, storage: "str | Path | None" = None) -> str:
+def sweep_location_text(name: str, storage: str | Path | None = None) -> str:
     """``<storage>/<name>`` as the user wrote the storage (a relative path stays relative; a URI's
     query string stays at the end), for messages."""
     base, mark, query = str(storage or DEFAULT_STORAGE).partition("?")
     return f"{base.rstrip('/')}/{name}" + (f"?{query}" if mark else "")
 
 
-def lone_trial_weights(out: "str | Path") -> Location:
+def lone_trial_weights(out: str | Path) -> Location:
     """Where ``ablate trial --out <dir>/<name>.parquet`` keeps its trunk weights: ``<dir>/_weights/<name>/``."""
     out = Path(out)
     return Location.parse(out.parent / "_weights" / out.stem)
 
 
-def slurm_dir(name: str, storage: "str | Path | None" = None) -> Path:
-    """Where ``ablate submit`` keeps its scripts and SLURM's job logs: ``<storage>/<name>/_slurm``, or
-    ``results/<name>/_slurm`` of the submit directory for a URI (SLURM writes logs to a local, shared
+def slurm_dir(name: str, storage: str | Path | None = None) -> Path:
+    """Where ``ablate submit`` keeps its scripts and SLURM's job logs: ``<storage>/_<name>/slurm``, or
+    ``results/_<name>/slurm`` of the submit directory for a URI (SLURM writes logs to a local, shared
     path). Worked out from the text alone: opening an s3:// filesystem would ask the network."""
     base = str(storage or DEFAULT_STORAGE)
     root = DEFAULT_STORAGE if "://" in base else base
-    return Path(os.path.abspath(os.path.join(root, name, "_slurm")))
+    return Path(os.path.abspath(os.path.join(root, f"{COMPANION_MARK}{name}", "slurm")))
 
 
 @dataclass(frozen=True)
 class SweepDir:
-    """One sweep's results folder (``loc``), and every path inside it."""
+    """One sweep's results folder (``loc``), its companion folder, and every path inside them."""
 
     loc: Location
 
     @classmethod
-    def of(cls, name: str, storage: "str | Path | Location | None" = None) -> "SweepDir":
+    def of(cls, name: str, storage: str | Path | Location | None = None) -> SweepDir:
         """``<storage>/<name>``: the folder a sweep called ``name`` writes to."""
         return cls(Location.parse(storage or DEFAULT_STORAGE) / name)
 
     @classmethod
-    def at(cls, where: "str | Path | Location") -> "SweepDir":
-        """The results folder the user named (a path or a URI)."""
-        return cls(Location.parse(where))
+    def at(cls, where: str | Path | Location) -> SweepDir:
+        """The results folder the user named (a path or a URI); naming its companion ``_<sweep>``
+        (a folder that holds ``sweep.yaml``) names the sweep too."""
+        loc = Location.parse(where)
+        if loc.name.startswith(COMPANION_MARK) and (loc / SWEEP_FILE).exists():
+            loc = loc.parent / loc.name.removeprefix(COMPANION_MARK)
+        return cls(loc)
 
     @property
     def name(self) -> str:
@@ -96,8 +110,13 @@ class SweepDir:
     def display(self) -> Path | str:
         return self.loc.display()
 
+    @property
+    def companion(self) -> Location:
+        """``<storage>/_<sweep>/``: everything of the sweep that is not a trial file."""
+        return self.loc.parent / f"{COMPANION_MARK}{self.name}"
+
     def has_sweep(self) -> bool:
-        """Whether ``ablate run`` wrote this folder (it keeps the sweep file there)."""
+        """Whether ``ablate run`` wrote this folder (it keeps the sweep file in the companion)."""
         return self.sweep_file.exists()
 
     # -- what ablate run keeps
@@ -106,27 +125,31 @@ class SweepDir:
 
     @property
     def sweep_file(self) -> Location:
-        return self.loc / SWEEP_FILE
+        return self.companion / SWEEP_FILE
 
     @property
     def overrides_file(self) -> Location:
-        return self.loc / OVERRIDES_FILE
+        return self.companion / OVERRIDES_FILE
 
     @property
     def lock_file(self) -> Location:
-        return self.loc / LOCK_FILE
+        return self.companion / LOCK_FILE
+
+    @property
+    def progress_file(self) -> Location:
+        return self.companion / PROGRESS_FILE
 
     @property
     def damaged(self) -> Location:
-        return self.loc / "_damaged"
+        return self.companion / "damaged"
 
     def weights(self, trial_id: str) -> Location:
-        return self.loc / "_weights" / trial_id
+        return self.companion / "weights" / trial_id
 
     # -- Ray's folders
     @property
     def ray_dir(self) -> Location:
-        return self.loc / "_ray"
+        return self.companion / "ray"
 
     @property
     def train_dir(self) -> Location:
@@ -139,29 +162,41 @@ class SweepDir:
     # -- what the analysis commands write
     @property
     def figures(self) -> Location:
-        return self.loc / "_figures"
+        return self.companion / "figures"
 
     def report(self, fmt: str) -> Location:
-        return self.loc / ("_report.md" if fmt == "markdown" else "_report.html")
+        return self.companion / ("report.md" if fmt == "markdown" else "report.html")
 
     # -- local files beside the results
     @property
     def local_side(self) -> Path:
-        """The folder for files written line by line: the results folder itself when it is local,
-        else a local temporary folder named after the sweep."""
-        if self.loc.local is not None:
-            return self.loc.local
+        """The folder for files written line by line: the companion itself when it is local, else a
+        local temporary folder named after the sweep."""
+        if self.companion.local is not None:
+            return self.companion.local
         return Path(tempfile.gettempdir()) / f"ablate-{self.name}"
 
     @property
     def logs(self) -> Path:
-        return self.local_side / "_logs"
+        return self.local_side / "logs"
 
     def tracker_dir(self, tracker: str) -> Path:
-        """``_tensorboard``, ``_mlruns`` or ``_wandb``."""
-        return self.local_side / {"tensorboard": "_tensorboard", "mlflow": "_mlruns", "wandb": "_wandb"}[tracker]
+        """``tensorboard``, ``mlruns`` or ``wandb``."""
+        return self.local_side / TRACKER_DIRS[tracker]
 
-    def backup(self) -> "SweepDir":
-        """Where ``--restart`` moves this folder: ``<name>.old-<time>`` beside it."""
+    def upgrade_layout(self) -> list[str]:
+        """Move what an older ablate kept inside the results folder (``_sweep.yaml``, ``_weights/``,
+        ``_ray/``... next to the trial files) to the companion, under its name without the ``_``;
+        the names moved (none when the folder already has this layout). Nothing is deleted."""
+        old = [c for c in self.loc.children() if c.name.startswith(COMPANION_MARK)] if self.loc.is_dir() else []
+        if not any(c.name == COMPANION_MARK + SWEEP_FILE for c in old):
+            return []
+        self.companion.mkdir()
+        for c in old:
+            c.move_to(self.companion / c.name.removeprefix(COMPANION_MARK))
+        return [c.name for c in old]
+
+    def backup(self) -> SweepDir:
+        """Where ``--restart`` moves this folder (and its companion): ``<name>.old-<time>`` beside it."""
         stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         return SweepDir(self.loc.parent / f"{self.name}.old-{stamp}")

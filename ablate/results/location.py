@@ -5,6 +5,13 @@ local path, a ``file://`` URI and an object store (``s3://bucket/prefix``, ``gs:
 same. A URI's query string (``s3://b/results?endpoint_override=localhost:9000&scheme=http``) holds
 filesystem options: it is kept aside and re-attached after the path, so ``loc / "smoke"`` is
 ``s3://b/results/smoke?endpoint_override=...``, never a path appended to the query.
+
+S3-compatible stores (MinIO, Ceph, ...): the endpoint is the URI's ``endpoint_override`` (with
+``scheme=http`` for a plain-HTTP server), else ``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL``, which
+:meth:`Location.parse` writes into the query, so the processes of a run on other nodes reach the same
+server whatever their environment. Credentials come from pyarrow's usual chain (``AWS_ACCESS_KEY_ID``
+/ ``AWS_SECRET_ACCESS_KEY``, ``~/.aws/credentials`` with ``AWS_PROFILE``, an instance role), never
+from the URI: a URI is printed and stored with the results.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ import tempfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -36,15 +43,18 @@ class Location:
     query: str = ""
 
     @classmethod
-    def parse(cls, where: "str | Path | Location") -> "Location":
+    def parse(cls, where: str | Path | Location) -> Location:
         if isinstance(where, Location):
             return where
         text = str(where)
         if "://" not in text:
             return cls(pafs.LocalFileSystem(), os.path.abspath(text))
+        text = _s3_options(text)
         try:
             fs, path = pafs.FileSystem.from_uri(text)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError, ValueError) as e:
+        except OSError as e:  # the URI is fine; asking the store for the bucket's region failed
+            raise UserError(f"storage {text}: cannot reach it ({_first_line(e)}); {_reach_hint(text)}") from None
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError) as e:
             raise UserError(
                 f"storage {text!r} is not a filesystem URI pyarrow can open ({e}); "
                 "give a path or a URI such as s3://bucket/prefix"
@@ -65,7 +75,7 @@ class Location:
         return self.path.rstrip("/").rsplit("/", 1)[-1]
 
     @property
-    def parent(self) -> "Location":
+    def parent(self) -> Location:
         return Location(
             self.fs,
             self.path.rstrip("/").rsplit("/", 1)[0],
@@ -73,7 +83,7 @@ class Location:
             self.query,
         )
 
-    def __truediv__(self, part: str) -> "Location":
+    def __truediv__(self, part: str) -> Location:
         return Location(
             self.fs, f"{self.path.rstrip('/')}/{part}", f"{self.uri}/{part}" if self.uri else None, self.query
         )
@@ -89,7 +99,35 @@ class Location:
 
     # -- queries
     def info(self) -> pafs.FileInfo:
+        self.reach()
         return self.fs.get_file_info(self.path)
+
+    def reach(self) -> None:
+        """Refuse (UserError) an object store that does not answer or has no such bucket, once per
+        bucket and process, before the first read or write: pyarrow's own errors for these come as
+        tracebacks from whichever call happens first. Any other answer (a 403 from a policy that
+        allows objects under a prefix but not the bucket itself) is left to the calls that follow."""
+        if self.local is not None or self.fs.type_name not in BUCKET_STORES:
+            return
+        bucket = self.path.split("/", 1)[0]
+        key = (self.uri.split("/", 3)[2] if self.uri else "", self.query, self.fs.type_name)
+        if key in _REACHED:
+            return
+        root = self.uri.split("/", 3)[:3] if self.uri else [bucket]
+        where = "/".join(root) + (f"?{self.query}" if self.query else "")
+        try:
+            missing = self.fs.get_file_info(bucket).type == pafs.FileType.NotFound
+        except OSError as e:
+            if not any(mark in str(e) for mark in UNREACHABLE):
+                _REACHED.add(key)
+                return
+            raise UserError(f"storage {where}: cannot reach it ({_first_line(e)}); {_reach_hint(where)}") from None
+        if missing:
+            raise UserError(
+                f"storage {where}: bucket {bucket!r} does not exist there; create it (aws s3 mb s3://{bucket}, "
+                f"mc mb ALIAS/{bucket} for MinIO) or give another bucket"
+            )
+        _REACHED.add(key)
 
     def exists(self) -> bool:
         return self.info().type != pafs.FileType.NotFound
@@ -100,7 +138,7 @@ class Location:
     def is_file(self) -> bool:
         return self.info().type == pafs.FileType.File
 
-    def children(self) -> list["Location"]:
+    def children(self) -> list[Location]:
         """Direct entries of a folder (none when it does not exist), sorted by name."""
         if not self.is_dir():
             return []
@@ -109,6 +147,7 @@ class Location:
 
     # -- reads and writes
     def read_bytes(self) -> bytes:
+        self.reach()
         with self.fs.open_input_stream(self.path) as f:
             return f.read()
 
@@ -150,32 +189,35 @@ class Location:
     def check_writable(self, what: str, *, folder: bool) -> None:
         """Refuse, before any compute, an output that could never be written: ``what`` names the
         flag in the message (``--out``, ``--storage``...). A folder (``folder=True``) or a file may
-        not exist yet: then the nearest existing parent must be a writable folder. Object stores
-        are not probed (that would ask the network); their errors come when writing."""
+        not exist yet: then the nearest existing parent must take a new file. Writability is probed
+        (a temporary file made and removed, an existing file opened for appending, nothing written),
+        not inferred from permission bits, which say nothing of read-only mounts or of root on /proc.
+        An object store is asked only whether it answers and holds the bucket (:meth:`reach`); an
+        error of a write itself (a read-only key) comes when writing."""
         if self.local is None:
+            self.reach()
             return
         path = self.local
-        if path.exists() or path.is_symlink():
-            mode = path.stat().st_mode if path.exists() else 0
+        if path.exists():
+            mode = path.stat().st_mode
             if folder and not stat.S_ISDIR(mode):
-                kind = "a file" if stat.S_ISREG(mode) else "not a folder (a device or a dangling link)"
+                kind = "a file" if stat.S_ISREG(mode) else "not a folder (a device?)"
                 raise UserError(f"{what} {path}: is {kind}; give a folder to write results into")
             if not folder and stat.S_ISDIR(mode):
                 raise UserError(f"{what} {path}: is a folder; give a file name")
             if not folder and not stat.S_ISREG(mode):
                 raise UserError(f"{what} {path}: is not a regular file (a device?); give a file name")
-            if not os.access(path, os.W_OK | (os.X_OK if folder else 0)):
-                raise UserError(f"{what} {path}: is not writable by you; give another path")
+            _probe(path, what, path if folder else None)
             return
         parent = path.parent
-        while not parent.exists():
+        while not parent.exists() and parent != parent.parent:
             parent = parent.parent
         if not parent.is_dir():
             raise UserError(f"{what} {path}: cannot be created: {parent} is a file, not a folder; give another path")
-        if not os.access(parent, os.W_OK | os.X_OK):
-            raise UserError(f"{what} {path}: cannot be created: {parent} is not writable by you; give another path")
+        _probe(path, what, parent)
 
     def mkdir(self) -> None:
+        self.reach()
         self.fs.create_dir(self.path, recursive=True)
 
     def delete(self) -> None:
@@ -186,10 +228,11 @@ class Location:
         elif kind == pafs.FileType.File:
             self.fs.delete_file(self.path)
 
-    def move_to(self, other: "Location") -> None:
+    def move_to(self, other: Location) -> None:
         """Rename a folder or file. Object stores cannot rename a folder: its objects are copied,
         then the originals deleted (nothing is deleted before every copy is written)."""
         if self.local is not None:
+            os.makedirs(os.path.dirname(other.path), exist_ok=True)
             shutil.move(self.path, other.path)
         elif self.is_dir():
             other.mkdir()
@@ -197,6 +240,64 @@ class Location:
             self.delete()
         else:
             self.fs.move(self.path, other.path)
+
+
+BUCKET_STORES = ("s3", "gcs")  # filesystems whose first path component is a bucket
+UNREACHABLE = ("NETWORK_CONNECTION", "curlCode", "Could not connect", "Could not resolve", "Connection refused")
+ENDPOINT_ENV = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")  # the AWS SDKs' order: the S3-specific one wins
+_REACHED: set[tuple[str, str, str]] = set()  # (bucket, query, filesystem) that answered in this process
+
+
+def _s3_options(text: str) -> str:
+    """An ``s3://`` URI with the endpoint of ``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL`` in its query
+    when it names none (``endpoint_override=HOST:PORT&scheme=http``): the processes of a run on other
+    nodes get it from the URI, whatever their environment. A secret key in the URI is refused."""
+    parts = urlsplit(text)
+    if parts.password is not None:  # pyarrow takes s3://ACCESS:SECRET@bucket/...
+        where = f"{parts.scheme}://{parts.netloc.rsplit('@', 1)[-1]}{parts.path}"
+        raise UserError(
+            f"storage {where}: a secret key in the URI (ACCESS:SECRET@) would be printed and stored with the "
+            "results; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or a profile in ~/.aws/credentials and "
+            "AWS_PROFILE) instead"
+        )
+    query = parse_qs(parts.query, keep_blank_values=True)
+    env, url = next(((k, os.environ[k]) for k in ENDPOINT_ENV if os.environ.get(k)), (None, ""))
+    if parts.scheme != "s3" or "endpoint_override" in query or not env:
+        return text
+    endpoint = urlsplit(url if "://" in url else f"https://{url}")
+    if not endpoint.netloc or endpoint.scheme not in ("http", "https"):
+        raise UserError(f"{env}={url!r}: not an endpoint URL; give one such as http://localhost:9000")
+    extra = f"endpoint_override={endpoint.netloc}" + ("" if "scheme" in query else f"&scheme={endpoint.scheme}")
+    return parts._replace(query=f"{parts.query}&{extra}" if parts.query else extra).geturl()
+
+
+def _reach_hint(where: str) -> str:
+    if not where.startswith("s3://"):
+        return "check the URI and the network"
+    return (
+        "check the endpoint: for MinIO, Ceph or another S3-compatible server add "
+        "?endpoint_override=HOST:PORT&scheme=http to the URI or set AWS_ENDPOINT_URL=http://HOST:PORT"
+    )
+
+
+def _first_line(e: BaseException) -> str:
+    """The error's first line without pyarrow's ``When getting information for ...:`` preamble."""
+    line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    if line.startswith("When ") and ": " in line:
+        line = line.split(": ", 1)[1]
+    return line[:300]
+
+
+def _probe(path: Path, what: str, folder: Path | None) -> None:
+    """Make and remove a temporary file in ``folder`` (or open the file ``path`` for appending)."""
+    try:
+        if folder is None:
+            open(path, "ab").close()
+        else:
+            tempfile.TemporaryFile(dir=folder).close()
+    except OSError as e:
+        where = f"{folder} does not take new files" if folder is not None and folder != path else "is not writable"
+        raise UserError(f"{what} {path}: {where} ({e.strerror}); give another path") from None
 
 
 def umask() -> int:

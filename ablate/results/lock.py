@@ -1,8 +1,9 @@
 """The run lock: a second ``ablate run`` of a sweep that is already running refuses to start.
 
-A local (or shared POSIX) folder takes an ``flock`` on ``_lock``; a URI, where there is no flock,
-takes a best-effort ``_lock`` object (:class:`ObjectLock`).
+A local (or shared POSIX) folder takes an ``flock`` on ``_<sweep>/lock``; a URI, where there is no flock,
+takes a best-effort lock object (:class:`ObjectLock`).
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -20,7 +21,7 @@ from ablate.results.location import Location
 
 @dataclass
 class RunLock:
-    """An exclusive flock on ``_lock``: a second ``ablate run`` of the same sweep refuses to start.
+    """An exclusive flock on ``_<sweep>/lock``: a second ``ablate run`` of the same sweep refuses to start.
 
     flock works on local paths and on shared POSIX filesystems that support it (NFSv4, Lustre, GPFS,
     BeeGFS); remote URIs use :class:`ObjectLock` instead."""
@@ -36,8 +37,10 @@ class RunLock:
         except BlockingIOError:
             holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "unknown"
             os.close(fd)
-            raise UserError(f"{self.path.parent}: another `ablate run` of this sweep is running ({holder}); "
-                            "wait for it to finish or stop it, then run again") from None
+            raise UserError(
+                f"{self.path.parent}: another `ablate run` of this sweep is running ({holder}); "
+                "wait for it to finish or stop it, then run again"
+            ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, _holder().encode(), 0)
         self._fd = fd
@@ -55,12 +58,12 @@ def _holder() -> str:
 
 @dataclass
 class ObjectLock:
-    """The run lock on a remote URI: a ``_lock`` object created if absent, deleted on release.
+    """The run lock on a remote URI: a ``_<sweep>/lock`` object created if absent, deleted on release.
 
     Object stores have no flock, and pyarrow exposes no conditional (create-only) write, so this is
     a best-effort lock: two runs started within the same second may both get it (the second write
     wins; each re-reads the object and only the winner goes on, which narrows but does not close
-    the window). A run killed without cleanup (SIGKILL, a lost node) leaves ``_lock`` behind; the
+    the window). A run killed without cleanup (SIGKILL, a lost node) leaves ``_<sweep>/lock`` behind; the
     refusal message says how to remove it."""
 
     loc: Location
@@ -69,8 +72,10 @@ class ObjectLock:
     def acquire(self) -> None:
         if self.loc.exists():
             holder = self.loc.read_bytes().decode(errors="replace").split("\n")[0]
-            raise UserError(f"{self.loc}: another `ablate run` of this sweep is running ({holder}); wait for it, "
-                            f"or if no run is active (it was killed), delete {self.loc} and run again")
+            raise UserError(
+                f"{self.loc}: another `ablate run` of this sweep is running ({holder}); wait for it, "
+                f"or if no run is active (it was killed), delete {self.loc} and run again"
+            )
         token = f"{_holder()}\n{uuid.uuid4().hex}"
         self.loc.write_text(token)
         if self.loc.read_bytes().decode(errors="replace") != token:  # lost a race with another run
@@ -88,6 +93,6 @@ class ObjectLock:
 
 
 def run_lock(sweep_dir: SweepDir) -> RunLock | ObjectLock:
-    """The lock of a sweep's results folder: flock where it is local, else the ``_lock`` object."""
+    """The lock of a sweep's results folder: flock where it is local, else the ``_<sweep>/lock`` object."""
     lock = sweep_dir.lock_file
     return RunLock(lock.local) if lock.local is not None else ObjectLock(lock)

@@ -7,6 +7,7 @@ leaves of every predictor variant, null where a leaf does not apply), so
 columns (identity, every config leaf under its dotted name, provenance) plus its kind's metrics
 (:data:`METRICS`).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -16,8 +17,8 @@ import math
 import numbers
 import types
 import typing
-from collections.abc import Callable
-from typing import Any, Iterable, Literal, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Literal
 
 import pyarrow as pa
 
@@ -36,9 +37,15 @@ COMMON_COLUMNS: list[tuple[str, pa.DataType, str]] = [
     ("epoch", pa.int64(), "epoch just finished (theory: evaluation index)"),
     ("step", pa.int64(), "optimizer steps so far"),
     ("is_final", pa.bool_(), "true on the last row of a trial"),
-    ("status", pa.string(), "ok / diverged / failed"),
+    ("status", pa.string(), "ok / diverged / failed / collapsed_stopped (ended by the sweep's stop_collapsed)"),
     ("error", pa.string(), "error text of a failed or diverged trial"),
     ("wall_s", pa.float64(), "seconds since the trial started"),
+    (
+        "device_s",
+        pa.float64(),
+        "seconds the trial computed on its device so far: its epochs' training and evaluation, summed over "
+        "resumes (not start-up or waiting)",
+    ),
     ("started_at", pa.string(), "UTC start time, ISO 8601"),
     ("device", pa.string(), "device the trial ran on (e.g. cpu, NVIDIA H100)"),
     ("git_sha", pa.string(), "commit of the ablate checkout"),
@@ -73,22 +80,51 @@ THEORY_METRICS: list[tuple[str, pa.DataType, str]] = [
     ("w_norm", pa.float64(), "||W||_F"),
     ("wp_norm", pa.float64(), "||W_p||_F"),
     ("wa_norm", pa.float64(), "||W_a||_F"),
-    ("tau_eff", pa.float64(), "<W_a, W> / ||W||_F^2: the target's ratio tau in W_a ~ tau W (Sec. 4; < 1 while an EMA target lags)"),
+    (
+        "tau_eff",
+        pa.float64(),
+        "<W_a, W> / ||W||_F^2: the target's ratio tau in W_a ~ tau W (Sec. 4; < 1 while an EMA target lags)",
+    ),
     ("f_max", pa.float64(), "largest eigenvalue of F = W X W^T"),
     ("f_eigs", pa.list_(pa.float64()), "eigenvalues s_j of F = W X W^T (descending)"),
-    ("wp_eigs", pa.list_(pa.float64()), "p_j = u_j^T W_p u_j on F's eigenvectors, in f_eigs' order (W_p's eigenvalues once aligned)"),
-    ("s_modes", pa.list_(pa.float64()), "diagonal of F in the data basis: s_j of the fixed mode j (init: modes keeps W, W_p diagonal)"),
+    (
+        "wp_eigs",
+        pa.list_(pa.float64()),
+        "p_j = u_j^T W_p u_j on F's eigenvectors, in f_eigs' order (W_p's eigenvalues once aligned)",
+    ),
+    (
+        "s_modes",
+        pa.list_(pa.float64()),
+        "diagonal of F in the data basis: s_j of the fixed mode j (init: modes keeps W, W_p diagonal)",
+    ),
     ("p_modes", pa.list_(pa.float64()), "diagonal of W_p in the data basis: p_j of the fixed mode j"),
     ("commutator", pa.float64(), "||F W_p - W_p F||_F / (||F||_F ||W_p||_F) (Theorem 3); null when F or W_p is 0"),
     ("commutator_abs", pa.float64(), "||F W_p - W_p F||_F (Theorem 3)"),
-    ("commutator_log10", pa.float64(), "log10 of commutator (floored at 1e-300): readable in tables; about -16 is float64's floor"),
+    (
+        "commutator_log10",
+        pa.float64(),
+        "log10 of commutator (floored at 1e-300): readable in tables; about -16 is float64's floor",
+    ),
     ("eig_align", pa.float64(), "mean over F's eigenvectors u_j of cos(W_p u_j, u_j) (Fig. 2)"),
-    ("balance_residual", pa.float64(), "||B(t) - e^{-2 eta t} B(0)||_F / (||W W^T||_F + ||W_p^T W_p||_F / alpha_p + e^{-2 eta t} ||B(0)||_F), "
-                                       "B = W W^T - W_p^T W_p / alpha_p (Theorem 1: 0 for a trained W_p with stop-gradient)"),
+    (
+        "balance_residual",
+        pa.float64(),
+        "||B(t) - e^{-2 eta t} B(0)||_F / (||W W^T||_F + ||W_p^T W_p||_F / alpha_p + e^{-2 eta t} ||B(0)||_F), "
+        "B = W W^T - W_p^T W_p / alpha_p (Theorem 1: 0 for a trained W_p with stop-gradient)",
+    ),
     ("balance_log10", pa.float64(), "log10 of balance_residual (floored at 1e-300): readable in tables"),
-    ("parabola_gap", pa.float64(), "max_j |s_j - p_j^2 / alpha_p| over the modes (data basis for init: modes, else F's eigenvectors) (Sec. 4: shrinks as e^{-2 eta t}, so modes approach the parabola s = p^2 / alpha_p)"),
-    ("k_min", pa.float64(), "smallest eigenvalue of K = (1+sigma^2)[(alpha_p/2) F + W_p^2 - tau/(1+sigma^2) W_p] + 1.5 eta I "
-                            "(Theorem 3: alignment when > 0); null outside X = I, X' = sigma^2 I, target simsiam, trained W_p"),
+    (
+        "parabola_gap",
+        pa.float64(),
+        "max_j |s_j - p_j^2 / alpha_p| over the modes (data basis for init: modes, else F's eigenvectors) "
+        "(Sec. 4: shrinks as e^{-2 eta t}, so modes approach the parabola s = p^2 / alpha_p)",
+    ),
+    (
+        "k_min",
+        pa.float64(),
+        "smallest eigenvalue of K = (1+sigma^2)[(alpha_p/2) F + W_p^2 - tau/(1+sigma^2) W_p] + 1.5 eta I "
+        "(Theorem 3: alignment when > 0); null outside X = I, X' = sigma^2 I, target simsiam, trained W_p",
+    ),
     ("n_alive", pa.int64(), "number of eigenvalues of F above collapse_tol"),
     ("collapsed", pa.bool_(), "every eigenvalue of F is below collapse_tol"),
 ]
@@ -98,6 +134,7 @@ METRICS: dict[str, list[tuple[str, pa.DataType, str]]] = {"ssl": SSL_METRICS, "l
 Report = Callable[[dict[str, Any]], None]  # what a trial calls with each of its rows
 
 COLLAPSE_Z_STD = 0.1  # z_std below this is a collapsed pretraining run
+COLLAPSED_STOPPED = "collapsed_stopped"  # the status of a trial the sweep's stop_collapsed ended
 
 
 def _arrow_type(tp: Any) -> pa.DataType:
@@ -165,13 +202,22 @@ def trial_columns(config: Any, kind: str, device: str) -> dict[str, Any]:
     tree = to_dict(config)
     sha, dirty = git_state()
     cols = {k: v for k, v in flatten(tree).items() if k != "kind"}
-    cols.update({
-        "trial_id": config_hash(config), "kind": kind, "seed": getattr(config, "seed", 0),
-        "status": "ok", "error": None, "is_final": False,
-        "config_json": json.dumps(tree, sort_keys=True), "git_sha": sha, "git_dirty": dirty,
-        "versions": versions(), "device": device,
-        "started_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-    })
+    cols.update(
+        {
+            "trial_id": config_hash(config),
+            "kind": kind,
+            "seed": getattr(config, "seed", 0),
+            "status": "ok",
+            "error": None,
+            "is_final": False,
+            "config_json": json.dumps(tree, sort_keys=True),
+            "git_sha": sha,
+            "git_dirty": dirty,
+            "versions": versions(),
+            "device": device,
+            "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        }
+    )
     return cols
 
 

@@ -1,7 +1,7 @@
 """Is a results location visible from every node? The rule behind ``ablate submit --nodes N > 1``.
 
 On a multi-node run the trials of one sweep run on different nodes: Ray Tune writes their
-checkpoints under ``<storage>/<sweep>/_ray`` from whichever node a trial runs on, and a restarted
+checkpoints under ``<storage>/_<sweep>/ray`` from whichever node a trial runs on, and a restarted
 trial reads them back on another node, so the storage must be one filesystem that all nodes mount.
 The rule (no guessing from names beyond the well-known node-local folders):
 
@@ -13,6 +13,7 @@ The rule (no guessing from names beyond the well-known node-local folders):
 
 ``--shared-storage-ok`` overrides the rule for a filesystem this module cannot recognise.
 """
+
 from __future__ import annotations
 
 import os
@@ -28,13 +29,45 @@ from ablate.results.location import Location
 NODE_LOCAL_HINT = "point storage: (sweep file) or --storage at a filesystem every node mounts, or an s3:// / gs:// URI"
 NODE_LOCAL_PREFIXES = ("/tmp", "/var/tmp", "/dev/shm", "/run")
 # Filesystem types (as /proc/mounts spells them) that several nodes mount as one filesystem.
-SHARED_FS_TYPES = frozenset({
-    "nfs", "nfs4", "lustre", "gpfs", "beegfs", "ceph", "cephfs", "fuse.ceph", "fuse.ceph-fuse", "9p",
-    "cifs", "smb3", "smbfs", "glusterfs", "fuse.glusterfs", "panfs", "wekafs", "pvfs2", "orangefs",
-    "afs", "ocfs2", "gfs2", "quobyte", "fuse.quobyte", "fuse.sshfs", "fuse.juicefs", "fuse.s3fs",
-    "fuse.gcsfuse", "fuse.rclone", "fuse.lizardfs", "fuse.mfs", "fuse.moosefs", "vastfs", "fuse.weka",
-    "autofs",  # an automount point not mounted yet: automounted homes and projects are network mounts
-})
+SHARED_FS_TYPES = frozenset(
+    {
+        "nfs",
+        "nfs4",
+        "lustre",
+        "gpfs",
+        "beegfs",
+        "ceph",
+        "cephfs",
+        "fuse.ceph",
+        "fuse.ceph-fuse",
+        "9p",
+        "cifs",
+        "smb3",
+        "smbfs",
+        "glusterfs",
+        "fuse.glusterfs",
+        "panfs",
+        "wekafs",
+        "pvfs2",
+        "orangefs",
+        "afs",
+        "ocfs2",
+        "gfs2",
+        "quobyte",
+        "fuse.quobyte",
+        "fuse.sshfs",
+        "fuse.juicefs",
+        "fuse.s3fs",
+        "fuse.gcsfuse",
+        "fuse.rclone",
+        "fuse.lizardfs",
+        "fuse.mfs",
+        "fuse.moosefs",
+        "vastfs",
+        "fuse.weka",
+        "autofs",  # an automount point not mounted yet: automounted homes and projects are network mounts
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -98,8 +131,7 @@ def local_reason(path: str, mounts: list[Mount] | None = None) -> str | None:
     return f"it is on a node-local {mount.fstype} filesystem (mounted at {mount.point})"
 
 
-def check_shared_storage(storage: str, nodes: int, shared_ok: bool = False,
-                         mounts: list[Mount] | None = None) -> None:
+def check_shared_storage(storage: str, nodes: int, shared_ok: bool = False, mounts: list[Mount] | None = None) -> None:
     """Refuse a multi-node run whose results/checkpoints location not every node sees (UserError)."""
     if nodes <= 1 or shared_ok:
         return
@@ -108,10 +140,11 @@ def check_shared_storage(storage: str, nodes: int, shared_ok: bool = False,
         raise UserError(
             f"--nodes {nodes} needs storage that every node sees, but {storage} is not shared ({reason}); "
             "point storage: in the sweep file or --storage at a shared filesystem (NFS, Lustre, GPFS, BeeGFS, "
-            "CephFS, ...), or pass --shared-storage-ok if this path is mounted on every node anyway")
+            "CephFS, ...), or pass --shared-storage-ok if this path is mounted on every node anyway"
+        )
 
 
-def storage_problem(storage: "str | Location") -> str | None:
+def storage_problem(storage: str | Location) -> str | None:
     """Why ``storage`` (a path, a URI or a :class:`Location`) is NOT visible from every node of a
     cluster, or None when it is: :func:`local_reason` of its path. A ``file://`` URI is a path;
     a URI given as text is not opened (opening an s3:// filesystem asks the network for its region)."""

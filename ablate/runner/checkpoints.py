@@ -8,12 +8,12 @@ when (``checkpoint.every`` epochs) and what; this module hands them to Ray, in t
 
 * single-process trials (:class:`TuneCheckpointer`): the folder is handed to Ray Tune with the next
   ``tune.report(..., checkpoint=...)``; Tune uploads it to
-  ``<results>/_ray/<sweep>/<trial_id>/checkpoint_NNNNNN/`` and keeps the last ``checkpoint.keep``
+  ``<storage>/_<sweep>/ray/<sweep>/<trial_id>/checkpoint_NNNNNN/`` and keeps the last ``checkpoint.keep``
   (``CheckpointConfig(num_to_keep)``). A retry in the same run (``FailureConfig(max_failures)``:
   a crash, a lost node) gets it back from ``tune.get_checkpoint()``.
 * data-parallel trials (:class:`TrainCheckpointer`): rank 0 hands it to ``ray.train.report`` on
   every worker's report (a barrier); Ray Train stores it under
-  ``<results>/_ray/_train/<trial_id>/epoch_NNNNNN/``, restores it into a restarted worker group
+  ``<storage>/_<sweep>/ray/_train/<trial_id>/epoch_NNNNNN/``, restores it into a restarted worker group
   and, for a new run with the same name, from its own snapshot in that folder.
 * a resubmitted sweep (a new ``ablate run`` after a time limit or preemption) has no Tune state;
   :func:`find_latest` scans both folders of the trial (they are keyed by OUR trial_id, the hash of
@@ -101,7 +101,7 @@ def find_latest(roots: list[Location], trial_id: str) -> dict[str, Any] | None:
 
 
 def delete_checkpoints(roots: list[Location]) -> None:
-    """Remove a finished trial's checkpoints (its final weights are in ``_weights/``)."""
+    """Remove a finished trial's checkpoints (its final weights are in ``_<sweep>/weights/``)."""
     for root in roots:
         for folder in root.children():
             if folder.is_dir() and (folder.name.startswith(("checkpoint_", "epoch_"))):

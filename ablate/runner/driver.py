@@ -14,22 +14,26 @@ Ray's trial folders, checkpoints and weights all live under ``<storage>/<sweep>/
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import signal
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import IO, Any
 
+import pandas as pd
+
 from ablate.config.tree import to_dict
-from ablate.results.io import Expect, ResultsStore, move_aside
+from ablate.results.io import Expect, ResultsStore, move_aside, scan
 from ablate.results.layout import SweepDir
 from ablate.results.lock import ObjectLock, RunLock, run_lock
 from ablate.results.schema import schema_for
 from ablate.runner.checkpoints import ray_storage
 from ablate.runner.data_parallel import DRIVER_RESOURCES, ddp_trainable
-from ablate.runner.progress import ProgressView
-from ablate.runner.recorder import RunSummary, recorder
+from ablate.runner.progress import LiveFile, ProgressView
+from ablate.runner.recorder import Recording, RunSummary, recorder, stopper, storage_failure
 from ablate.runner.resources import (
     check_data_parallel,
     check_feasible,
@@ -85,7 +89,7 @@ class RunOptions:
 
 def run_sweep(sweep: Sweep, folder: SweepDir, **options: Any) -> RunSummary:
     """Run every trial of ``sweep`` that is not finished yet into ``folder`` (``options``: :class:`RunOptions`);
-    return what happened."""
+    return what happened. A full disk stops the run with one line (finished trials stay; it resumes)."""
     opts = RunOptions(**options)
     stream = opts.stream or sys.stdout
     lock, backup = _take_lock(folder, opts.restart)
@@ -93,10 +97,11 @@ def run_sweep(sweep: Sweep, folder: SweepDir, **options: Any) -> RunSummary:
         save_sweep(sweep, folder)
         check_data_parallel(sweep)
         store = ResultsStore(folder, Expect(sweep.name, schema_for(sweep.kind), membership(sweep)))
-        held = store.holdings()
+        # the identity columns and the sweep's metric: "best so far" starts from the finished trials'
+        held = scan(folder, store.expect, columns=[*HELD_COLUMNS, sweep.metric.name])
         for line in [*store.set_aside(held.skipped), *held.notes(folder.display())[: 1 if held.others else 0]]:
             print(line, file=stream)
-        done = held.finished()
+        done = held.finished(stopped_count=sweep.stop_collapsed > 0)  # with stopping off, stopped trials run on
         summary = RunSummary(
             folder.display(), sweep, *_counts(sweep, done), backup=backup.display() if backup else None
         )
@@ -109,32 +114,112 @@ def run_sweep(sweep: Sweep, folder: SweepDir, **options: Any) -> RunSummary:
                 file=stream,
             )
             return summary
+        if summary.skipped:
+            print(
+                f"resuming: {summary.skipped} of {summary.total} trials already done in {folder.display()}; "
+                f"running {summary.total - summary.skipped}",
+                file=stream,
+            )
         names = opts.log if opts.log is not None else sweep.logging
         # a missing tracker package fails before Ray starts
         trackers = tracker_callbacks(names, sweep, folder, opts.tracking_uri, stream=stream) if names else []
-        view = ProgressView(summary.total, sweep.metric.name, sweep.metric.mode, summary.skipped, stream)
-        view.status.update({tid: "ok" for tid in done})
         todo = [t for t in sweep.trials if t.trial_id not in done]
-        summary.interrupted = _on_ray(sweep, folder, todo, [recorder(store, view, summary), *trackers], view, opts)
-        summary.ran = len(view.status) - len(done)
+        recording = Recording(store, _view(sweep, folder, summary, held.rows, done, todo, stream), summary)
+        summary.interrupted = _on_ray(sweep, folder, todo, recording, trackers, opts)
+        summary.ran = len(recording.view.status) - len(done)
         return summary
+    except OSError as e:  # a full disk before Tune ran (the sweep file, a set-aside move)
+        if e.errno not in DISK_FULL:
+            raise
+        raise storage_failure(folder.display(), _written(folder, e), e) from None
     finally:
         lock.release()
 
 
+HELD_COLUMNS = ["trial_id", "is_final", "status", "epoch"]
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)  # wherever they happen, the fix is the same: free space
+
+
+def _view(
+    sweep: Sweep,
+    folder: SweepDir,
+    summary: RunSummary,
+    rows: pd.DataFrame,
+    done: set[str],
+    todo: list[Trial],
+    stream: IO[str],
+) -> ProgressView:
+    """The progress view of this run: finished trials counted (their best metric included), the
+    epochs of the trials to run, and ``_<sweep>/progress.json`` written at once (every trial pending)."""
+    view = ProgressView(summary.total, sweep.metric.name, sweep.metric.mode, summary.skipped, stream)
+    view.status.update({tid: "ok" for tid in done})
+    view.best = _best(rows, done, sweep.metric.name, sweep.metric.mode)
+    view.planned = {t.trial_id: _epochs(t.config) for t in todo}
+    view.live = LiveFile(folder.progress_file)
+    view.live.publish(view.snapshot(), force=True)
+    return view
+
+
+def _best(rows: pd.DataFrame, done: set[str], metric: str, mode: str) -> float | None:
+    """The best ``metric`` of any row of the finished trials (None if there is none)."""
+    if rows.empty or metric not in rows:
+        return None
+    values = pd.to_numeric(rows.loc[rows["trial_id"].isin(done), metric], errors="coerce").dropna()
+    if values.empty:
+        return None
+    return float(values.max() if mode == "max" else values.min())
+
+
+def _epochs(config: Any) -> int | None:
+    """A trial's epochs (kinds without epochs, e.g. the theory's: None)."""
+    return getattr(getattr(config, "train", None), "epochs", None)
+
+
+def _written(folder: SweepDir, e: OSError) -> str:
+    """The file an OSError names, relative to the results folder when inside it."""
+    name = os.fsdecode(e.filename) if e.filename else "the results"
+    root = str(folder.display())
+    return os.path.relpath(name, root) if name.startswith(root + os.sep) else name
+
+
+def _storage_cause(e: BaseException | None) -> OSError | None:
+    """A disk-full OSError that ``e`` wraps (Tune re-raises what its loop met as a TuneError)."""
+    seen: set[int] = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno in DISK_FULL:
+            return e
+        e = e.__cause__ or e.__context__
+    return None
+
+
 def _on_ray(
-    sweep: Sweep, folder: SweepDir, todo: list[Trial], callbacks: list[Any], view: ProgressView, opts: RunOptions
+    sweep: Sweep, folder: SweepDir, todo: list[Trial], recording: Recording, trackers: list[Any], opts: RunOptions
 ) -> bool:
     """Start (or attach to) Ray, refuse what it could never run, run the trials; whether it was stopped."""
-    started = init_ray(opts.address, folder.logs)
+    # ray.init retries an unresponsive address for minutes and does not stop on SIGTERM by itself
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        started = init_ray(opts.address, folder.logs)
+    except KeyboardInterrupt:
+        recording.view.close()
+        return True
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     try:
         need = trial_resources(sweep)
         check_feasible(need)
         check_storage(folder.loc, opts.address, opts.shared_storage_ok)
+        view = recording.view
         n_new = view.total - view.skipped
         concurrent = opts.max_concurrent or sweep.max_concurrent or None
-        return _fit(_tuner(sweep, folder, todo, n_new, need, concurrent, callbacks), view)
+        callbacks = [recorder(recording), *trackers]
+        return _fit(
+            _tuner(sweep, folder, todo, n_new, need, concurrent, callbacks, stopper(recording, sweep.stop_collapsed)),
+            recording,
+        )
     finally:
+        recording.view.close()
         if started:
             shutdown_ray()
 
@@ -146,18 +231,27 @@ def _counts(sweep: Sweep, done: set[str]) -> tuple[int, int, int]:
     return total, skipped, 0
 
 
-def _fit(tuner: Any, view: ProgressView) -> bool:
-    """Run the Tuner to the end; SIGTERM (a SLURM preemption) stops it as Ctrl-C does. Whether it was stopped."""
+def _fit(tuner: Any, recording: Recording) -> bool:
+    """Run the Tuner to the end; SIGTERM (a SLURM preemption) stops it as Ctrl-C does. Whether it was
+    stopped; a results write that failed (:attr:`Recording.failure`) is raised once Tune has stopped."""
     skip_callback_telemetry()
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    stopped = False
     try:
         tuner.fit()
-        return False
     except KeyboardInterrupt:
-        return True
+        stopped = True
+    except Exception as e:
+        cause = _storage_cause(e)
+        if cause is None and recording.failure is None:
+            raise
+        where = recording.store.dir
+        recording.failure = recording.failure or storage_failure(where.display(), _written(where, cause), cause)
     finally:
         signal.signal(signal.SIGTERM, previous)
-        view.close()
+    if recording.failure is not None:
+        raise recording.failure
+    return stopped
 
 
 def _tuner(
@@ -168,8 +262,10 @@ def _tuner(
     need: dict[str, float],
     concurrent: int | None,
     callbacks: list[Any],
+    stop: Any,
 ) -> Any:
-    """The Tuner of the trials still to run: a grid of their configs, or Optuna sampling ``n_new``."""
+    """The Tuner of the trials still to run: a grid of their configs, or Optuna sampling ``n_new``;
+    ``stop`` ends the whole run early (a failed results write)."""
     from ray import tune
 
     r, ck = sweep.resources, sweep.checkpoint
@@ -210,6 +306,7 @@ def _tuner(
             **ray_storage(folder.ray_dir),
             verbose=0,
             callbacks=callbacks,
+            stop=stop,
             log_to_file=True,
             checkpoint_config=tune.CheckpointConfig(num_to_keep=ck.keep),
             failure_config=tune.FailureConfig(max_failures=sweep.max_failures),

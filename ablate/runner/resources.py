@@ -6,7 +6,10 @@ storage not every node sees loses checkpoints: both are refused before any trial
 
 from __future__ import annotations
 
+import os
 from typing import Any
+
+import torch
 
 from ablate.config.kinds import build_config
 from ablate.config.tree import merge
@@ -42,9 +45,15 @@ def fitting_trials(resources: dict[str, float], nodes: list[dict[str, float]]) -
     return sum(_bundles_per_node(n, need) for n in nodes) // workers
 
 
-def check_feasible(resources: dict[str, float]) -> None:
-    """Refuse a trial no node (or, data-parallel, no set of nodes) of the connected cluster can hold."""
-    nodes = alive_nodes()
+def check_feasible(
+    resources: dict[str, float],
+    nodes: list[dict[str, float]] | None = None,
+    where: str = "the Ray cluster",
+    bigger: str = "add bigger nodes",
+) -> None:
+    """Refuse a trial no node (or, data-parallel, no set of nodes) can hold: of the connected
+    cluster, or of ``nodes`` (``where`` names them, ``bigger`` says where more room is)."""
+    nodes = alive_nodes() if nodes is None else nodes
     if fitting_trials(resources, nodes) >= 1:
         return
     workers = int(resources.get("workers", 1))
@@ -52,9 +61,25 @@ def check_feasible(resources: dict[str, float]) -> None:
     have = "; ".join(f"CPU {n.get('CPU', 0):g}, GPU {n.get('GPU', 0):g}" for n in nodes) or "no nodes"
     what = f"resources per trial {need}" if workers == 1 else f"{workers} data-parallel workers of {need} each"
     raise UserError(
-        f"{what} fit on no node of the Ray cluster ({have}); lower resources.cpu / resources.gpu"
-        f"{' / resources.workers' if workers > 1 else ''} in the sweep file or add bigger nodes"
+        f"{what} fit on no node of {where} ({have}); lower resources.cpu / resources.gpu"
+        f"{' / resources.workers' if workers > 1 else ''} in the sweep file or {bigger}"
     )
+
+
+def local_node(gpus_asked: bool) -> dict[str, float]:
+    """What the local Ray of ``ablate run`` (no ``--address``) can give trials: this machine's CPUs
+    (``os.cpu_count``; Ray's own count, under a container's CPU quota, is never larger) and GPUs
+    (torch's count, asked only when a trial asks for a GPU: it may start the CUDA driver)."""
+    gpus = torch.cuda.device_count() if gpus_asked else 0
+    return {"CPU": float(os.cpu_count() or 1), "GPU": float(gpus)}
+
+
+def check_local(sweep: Sweep) -> None:
+    """``ablate check`` without ``--address``: refuse, before any Ray starts, a trial the local Ray
+    of ``ablate run`` could never place (:func:`check_feasible` on this machine)."""
+    need = trial_resources(sweep)
+    where = "the local Ray on this machine"
+    check_feasible(need, [local_node(bool(need.get("GPU")))], where, "run it on a cluster (--address)")
 
 
 def check_storage(location: Location, address: str | None, shared_ok: bool) -> None:

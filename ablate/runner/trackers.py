@@ -9,12 +9,12 @@ subclassed only to translate: every numeric metric column of the row (the kind's
 ``ablate.results.schema.SSL_METRICS``, plus ``wall_s``) is logged at step = ``epoch``, and the flattened
 trial config (dotted keys, as in the results) is logged as hyper-parameters. Where the files go:
 
-  tensorboard  ``<results>/_tensorboard/<trial_id>/`` event files (scalars ``ray/tune/<metric>``,
-               hparams at the end of each trial)  -> ``tensorboard --logdir <results>/_tensorboard``
+  tensorboard  ``<storage>/_<sweep>/tensorboard/<trial_id>/`` event files (scalars ``ray/tune/<metric>``,
+               hparams at the end of each trial)  -> ``tensorboard --logdir <storage>/_<sweep>/tensorboard``
   mlflow       one experiment per sweep (name = sweep name), one run per trial (name = trial_id);
-               a local SQLite store ``<results>/_mlruns/mlflow.db`` by default (MLflow 3 refuses
+               a local SQLite store ``<storage>/_<sweep>/mlruns/mlflow.db`` by default (MLflow 3 refuses
                its old plain-file store), or ``--tracking-uri`` / ``MLFLOW_TRACKING_URI``
-  wandb        runs grouped by sweep (group = sweep name, name = trial_id) in ``<results>/_wandb``;
+  wandb        runs grouped by sweep (group = sweep name, name = trial_id) in ``<storage>/_<sweep>/wandb``;
                offline unless W&B is configured and reachable (``WANDB_MODE`` overrides); the
                ``wandb sync`` command is printed at the end
 
@@ -92,7 +92,7 @@ def wandb_mode() -> str:
 
 def mlflow_uri(folder: SweepDir, tracking_uri: str | None = None) -> str:
     """The MLflow tracking URI: the given one (a bare path is a folder for a local store), else
-    ``MLFLOW_TRACKING_URI``, else a SQLite store in ``<results>/_mlruns``."""
+    ``MLFLOW_TRACKING_URI``, else a SQLite store in ``<storage>/_<sweep>/mlruns``."""
     uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
     if uri and re.match(r"[A-Za-z][A-Za-z0-9+.-]+:", uri):  # has a scheme: sqlite:, http(s):, databricks
         return uri
@@ -136,7 +136,7 @@ def tracker_callbacks(
 ) -> list[Any]:
     """Ray Tune callbacks for the trackers in ``names`` (``sweep.logging`` or ``--log``), writing
     beside the results of ``folder``; ``tracking_uri`` an MLflow tracking URI (default: a local
-    store in ``<results>/_mlruns``). Checks every package first, so a missing one fails before
+    store in ``<storage>/_<sweep>/mlruns``). Checks every package first, so a missing one fails before
     anything runs."""
     names = parse_log(list(names))
     for n in names:

@@ -3,7 +3,8 @@
 A trial's Tune parameters carry its kind and config (grid trials, with their trial_id) or the base
 and the sampled values (search trials). :func:`resolve` builds the config once per trial; the rows
 it reports go back to the driver as JSON in Tune results (``ROW_KEY``), where
-:mod:`ablate.runner.recorder` writes them to Parquet. Each kind's run function is in :data:`RUNNERS`.
+:mod:`ablate.runner.recorder` writes them to Parquet; per-epoch heartbeats (``PROGRESS_KEY``, no row)
+feed the live progress view. Each kind's run function is in :data:`RUNNERS`.
 """
 
 from __future__ import annotations
@@ -25,16 +26,19 @@ from ablate.results.layout import SweepDir
 from ablate.results.schema import Report, failed_row, finite, trial_columns
 from ablate.runner.checkpoints import TuneCheckpointer, heartbeat
 from ablate.theory.dynamics import run_linear_dynamics
-from ablate.train.loop import Artifacts, Checkpointer, pretrain
+from ablate.train.loop import Artifacts, Checkpointer, Progress, pretrain
 
 ROW_KEY = "row_json"
+PROGRESS_KEY = "progress_json"  # a heartbeat's {"epoch", "epochs", "images_per_s", "resumed_from"}
+HEARTBEAT_S = 1.0  # at most one heartbeat a second per trial: each costs a round trip to the driver
 
-RunFn = Callable[[Any, Report, "Checkpointer | None", "Artifacts | None"], Any]
-# What runs a trial of each kind (config.kinds names the kinds): run(config, report, checkpointer, artifacts).
+RunFn = Callable[[Any, Report, "Checkpointer | None", "Artifacts | None", "Progress | None"], Any]
+# What runs a trial of each kind (config.kinds names the kinds):
+# run(config, report, checkpointer, artifacts, progress).
 RUNNERS: dict[str, RunFn] = {
     "ssl": pretrain,
-    # the theory kind integrates in seconds: nothing to checkpoint, no weights to keep
-    "linear_dynamics": lambda config, report, checkpointer, artifacts: run_linear_dynamics(config, report),
+    # the theory kind integrates in seconds: nothing to checkpoint, no weights to keep, no epochs
+    "linear_dynamics": lambda config, report, checkpointer, artifacts, progress: run_linear_dynamics(config, report),
 }
 
 
@@ -106,6 +110,23 @@ def row_reporter(trial: ResolvedTrial, send: Callable[[dict[str, Any]], None]) -
     return report
 
 
+def progress_reporter(trial: ResolvedTrial, send: Callable[[dict[str, Any]], None]) -> Progress:
+    """The loop's per-epoch ``progress(info)`` for a trial: a heartbeat without a row (Tune's metrics
+    as NaN, :func:`ablate.runner.checkpoints.heartbeat`) carrying ``info`` as JSON, handed to ``send``
+    (``tune.report``); the first at once, then at most every :data:`HEARTBEAT_S` seconds."""
+    beat = heartbeat(trial.metrics)
+    last: list[float] = []
+
+    def progress(info: dict[str, Any]) -> None:
+        now = time.monotonic()
+        if last and now - last[0] < HEARTBEAT_S:
+            return
+        send({**beat, PROGRESS_KEY: json.dumps(info, default=_jsonable)})
+        last[:] = [now]
+
+    return progress
+
+
 def failed_result(trial: ResolvedTrial, error: str) -> dict[str, Any]:
     """The Tune result that records a trial as failed with ``error``."""
     row = failed_row(trial.config, trial.kind.name, error) | trial.columns
@@ -113,15 +134,20 @@ def failed_result(trial: ResolvedTrial, error: str) -> dict[str, Any]:
 
 
 def run_resolved(
-    trial: ResolvedTrial, report: Report, checkpointer: Checkpointer | None = None, artifacts: Artifacts | None = None
+    trial: ResolvedTrial,
+    report: Report,
+    checkpointer: Checkpointer | None = None,
+    artifacts: Artifacts | None = None,
+    progress: Progress | None = None,
 ) -> None:
     """Run the trial's kind (:data:`RUNNERS`)."""
-    RUNNERS[trial.kind.name](trial.config, report, checkpointer, artifacts)
+    RUNNERS[trial.kind.name](trial.config, report, checkpointer, artifacts, progress)
 
 
 def trainable(params: dict[str, Any]) -> None:
     """What every single-process Tune trial runs: its kind's run function with a report that
-    forwards full rows, a checkpointer on Tune's checkpoints, and the trial's weights folder."""
+    forwards full rows, a checkpointer on Tune's checkpoints, the trial's weights folder and a
+    per-epoch heartbeat."""
     from ray import tune
 
     trial = resolve(params["trial"])
@@ -132,8 +158,9 @@ def trainable(params: dict[str, Any]) -> None:
             run["every"], trial.trial_id, folder.checkpoint_roots(trial.trial_id), heartbeat(trial.metrics)
         )
     try:
+        artifacts = ArtifactStore(folder.weights(trial.trial_id))
         run_resolved(
-            trial, row_reporter(trial, tune.report), checkpointer, ArtifactStore(folder.weights(trial.trial_id))
+            trial, row_reporter(trial, tune.report), checkpointer, artifacts, progress_reporter(trial, tune.report)
         )
     except Exception as e:
         tune.report(failed_result(trial, error_text(e)))

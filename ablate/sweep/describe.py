@@ -84,6 +84,17 @@ def describe(sweep: Sweep) -> str:
         + f"; retries {sweep.max_failures}"
         + (f"; logging {', '.join(sweep.logging)}" if sweep.logging else "")
     )
+    out += _stopping(sweep)
     out.append(f"results      {sweep_location_text(sweep.name, sweep.storage)}/")
     out += [f"note         {n}" for n in notes]
     return "\n".join(out)
+
+
+def _stopping(sweep: Sweep) -> list[str]:
+    """The ``stop_collapsed`` line of ``ablate check`` (none when it is off)."""
+    if not sweep.stop_collapsed:
+        return []
+    return [
+        f"stopping     a trial ends after {sweep.stop_collapsed} evaluations in a row with collapsed = true "
+        "(status collapsed_stopped); tables mark its cell with the epoch it stopped at"
+    ]

@@ -18,6 +18,7 @@ expands once, at load time, and keeps the trials in the Sweep.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import itertools
 import typing
@@ -148,27 +149,44 @@ def _common(a: str, b: str) -> int:
     return n
 
 
-def cell_source(sweep: Sweep, cell: Point, base_ok: bool) -> SweepSource:
+# What of a cell's source depends on its override keys alone (shared by every point of a grid):
+# the lines of the base keys no override covers, the --set keys among them, and, by index, the
+# override that a base key is blamed on when the base is valid alone.
+Layout = tuple[dict[str, int], frozenset[str], dict[str, int]]
+
+
+def _layout(sweep: Sweep, keys: tuple[str, ...], base_ok: bool) -> Layout:
+    def covered(k: str) -> bool:
+        return any(k == o or k.startswith(o + ".") for o in keys)
+
+    lines = {k: v for k, v in sweep.base_lines.items() if not covered(k)}
+    overridden = {k[5:] for k in sweep.overridden if k.startswith("base.") and not covered(k[5:])}
+    nearest: dict[str, int] = {}
+    if base_ok and keys:
+        for k in [*lines, *overridden]:
+            best = max(range(len(keys)), key=lambda i: _common(k, keys[i]))
+            if _common(k, keys[best]):
+                nearest[k] = best
+        overridden -= set(lines) | set(nearest)
+    return lines, frozenset(overridden), nearest
+
+
+def cell_source(sweep: Sweep, cell: Point, base_ok: bool, layouts: dict[tuple, Layout] | None = None) -> SweepSource:
     """Where each config key of ``cell`` comes from, so an error names the right line.
 
     Keys set by the cell point at the grid value / case. When the base alone is a valid config
     (``base_ok``), a failure can only be caused by the cell, so base keys that share a sub-tree
     with one of its overrides point at that override too (e.g. ``predictor.rho`` in base rejected
     because a grid value switched ``predictor.name`` to ``linear``: the grid line is the culprit).
+    ``layouts`` keeps what depends on the override keys alone across one sweep's cells (a cell costs its overrides).
     """
-    keys = [o.key for o in cell.overrides]
-
-    def covered(k: str) -> bool:
-        return any(k == o or k.startswith(o + ".") for o in keys)
-
-    lines = {k[5:]: v for k, v in sweep.lines.items() if k.startswith("base.") and not covered(k[5:])}
-    overridden = {k[5:] for k in sweep.overridden if k.startswith("base.") and not covered(k[5:])}
-    if base_ok and cell.overrides:
-        for k in [*lines, *overridden]:
-            best = max(cell.overrides, key=lambda o: _common(k, o.key))
-            if _common(k, best.key):
-                lines[k] = line_of(sweep.lines, best.origin)
-        overridden -= set(lines)
+    keys = tuple(o.key for o in cell.overrides)
+    layouts = {} if layouts is None else layouts
+    if (keys, base_ok) not in layouts:
+        layouts[keys, base_ok] = _layout(sweep, keys, base_ok)
+    base_lines, overridden, nearest = layouts[keys, base_ok]
+    own = {k: line_of(sweep.lines, cell.overrides[i].origin) for k, i in nearest.items()}
+    lines = collections.ChainMap(own, base_lines)  # the cell's own lines first; writes go to them
     for o in cell.overrides:
         line = line_of(sweep.lines, o.origin)
         parts = o.key.split(".")
@@ -180,7 +198,7 @@ def cell_source(sweep: Sweep, cell: Point, base_ok: bool) -> SweepSource:
         if isinstance(o.value, Mapping):
             for sub in _key_paths(o.value):
                 lines[f"{o.key}.{sub}"] = line_of(sweep.lines, f"{o.origin}.{sub}") or line
-    return SweepSource(sweep.path, lines, "", frozenset(overridden))
+    return SweepSource(sweep.path, lines, "", overridden)
 
 
 def _key_paths(tree: Mapping[str, Any], prefix: str = "") -> list[str]:
@@ -193,9 +211,11 @@ def _key_paths(tree: Mapping[str, Any], prefix: str = "") -> list[str]:
     return out
 
 
-def build_cell(sweep: Sweep, cell: Point, base_ok: bool, seed: int | None = None) -> tuple[SweepSource, Any]:
+def build_cell(
+    sweep: Sweep, cell: Point, base_ok: bool, seed: int | None = None, layouts: dict[tuple, Layout] | None = None
+) -> tuple[SweepSource, Any]:
     """(source, config) of one cell; a :class:`UserError` names the line that caused it."""
-    src = cell_source(sweep, cell, base_ok)
+    src = cell_source(sweep, cell, base_ok, layouts)
     try:
         return src, build_config(sweep.kind, cell_mapping(sweep, cell.overrides, seed), src)
     except UserError as e:
@@ -217,8 +237,8 @@ BuiltCell = tuple[Point, SweepSource, Any]  # a point, where its keys come from,
 
 def build_cells(sweep: Sweep) -> list[BuiltCell]:
     """Every point with its source and config (seed = the config's default). Raises on the first bad one."""
-    base_ok = base_is_valid(sweep)
-    return [(cell, *build_cell(sweep, cell, base_ok)) for cell in cells(sweep)]
+    base_ok, layouts = base_is_valid(sweep), {}
+    return [(cell, *build_cell(sweep, cell, base_ok, layouts=layouts)) for cell in cells(sweep)]
 
 
 def check_search_space(sweep: Sweep) -> None:

@@ -18,13 +18,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from ablate.config.kinds import DEFAULT_KIND, TrialKind, get_kind
 from ablate.config.tree import Source, build, did_you_mean, fail, set_dotted
-from ablate.config.yamlfile import expand_tree, parse_yaml, read_yaml
+from ablate.config.yamlfile import decode_text, expand_tree, parse_yaml, read_yaml
 from ablate.errors import UserError
 from ablate.results.layout import SweepDir
 from ablate.results.location import Location
@@ -69,7 +70,7 @@ def read_sweep(
     if folder is not None:
         saved = json.loads(folder.overrides_file.read_text()) if folder.overrides_file.exists() else {}
         file = str(folder.sweep_file)
-        data, lines, text = parse_yaml(folder.sweep_file.read_text(), file)
+        data, lines, text = parse_yaml(decode_text(folder.sweep_file.read_bytes(), file), file)
         overrides = {**saved, **(overrides or {})}
     else:
         file = str(source)
@@ -85,6 +86,13 @@ def results_folder(source: str | Path | Location | SweepDir) -> SweepDir | None:
         folder = SweepDir.at(source)
     else:
         return None
+    moved = folder.upgrade_layout() if not folder.has_sweep() else []
+    if moved:  # written by an older ablate: its sweep file and the rest go beside the trial files now
+        print(
+            f"{folder}: moved {', '.join(moved)} to {folder.companion}/ (this version keeps the results "
+            "folder to trial files only)",
+            file=sys.stderr,
+        )
     if not folder.has_sweep():
         raise UserError(
             f"{folder}: not a results folder of `ablate run` (no {folder.sweep_file.name}); give the sweep file"
@@ -168,6 +176,7 @@ def _build(
         max_failures=spec.max_failures,
         checkpoint=spec.checkpoint,
         logging=spec.logging,
+        stop_collapsed=spec.stop_collapsed,
         overrides=overrides,
         overridden=overridden,
     )
@@ -241,6 +250,14 @@ def _check_metric(src: Source, key: str, name: str, kind: TrialKind, metrics: li
         )
 
 
+def _get(name: str, root: str) -> str:
+    """How to put dataset ``name`` at ``root``: fetch it (STL-10, CIFAR-10), or put it there (ImageNet)."""
+    if name == "imagefolder":
+        return "put the image folder there (see `ablate data fetch imagenet`), "
+    parent = Path(root).parent if Path(root).name == name else Path(root)
+    return f"fetch it with `ablate data fetch {name} --root {parent}`, "
+
+
 def check_data_paths(data: Any, src: Source) -> None:
     """The dataset of a trial exists where ``data.root`` says (it is never downloaded)."""
     name, root = getattr(data, "name", None), getattr(data, "root", None)
@@ -252,5 +269,6 @@ def check_data_paths(data: Any, src: Source) -> None:
             src,
             "data.root",
             f"directory {root!r} does not exist{rel}; "
-            f"put {name} there, point data.root (or ABLATE_DATA) at it, or check with --no-data",
+            f"{_get(name, root)}point data.root (or ABLATE_DATA) at it, "
+            "or check the rest of the sweep without it with `ablate check --no-data`",
         )

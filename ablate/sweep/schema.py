@@ -10,14 +10,23 @@ values are non-empty lists, search not with grid, ...); the tree builder raises 
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ablate.config.tree import did_you_mean, doc
+from ablate.config.tree import INT64_MAX, did_you_mean, doc
+from ablate.results.layout import BENCH_DIR, PAPER_FILE
+from ablate.sweep.table_block import TableSpec
 
 NAME_RE = re.compile(r"[A-Za-z0-9_.-]+")
+NAME_MAX = 100  # characters: a folder name, with room for `.old-<time>` and Ray's trial folders below it
+# folders of results/ the tool itself fills (compared in lower case: macOS folds case)
+RESERVED_NAMES = {PAPER_FILE.parent.name: "holds the paper's numbers", BENCH_DIR.name: "is where ablate bench writes"}
+BACKUP_MARK = ".old-"  # `ablate run --restart` moves <name>/ aside to <name>.old-<time>/ (SweepDir.backup)
+MAX_TRIALS = 100_000  # trials a sweep may make, counted from its axes' lengths before anything is expanded
+MAX_RESOURCE = 4096  # CPUs, GPUs or workers of one trial: more than any job has (Ray crashes on 1e300 CPUs)
 # name -> number of arguments (None: a non-empty list of values). The names are Ray Tune's
 # sampling functions, so the runner maps them 1:1 (``getattr(tune, kind)(*values)``).
 DISTRIBUTIONS: dict[str, int | None] = {"uniform": 2, "loguniform": 2, "quniform": 3, "randint": 2, "choice": None}
@@ -29,13 +38,15 @@ class Resources:
     """What Ray reserves for one trial. After loading, ``gpu`` is the trial's total and
     ``gpus_per_worker`` the share of each of its ``workers`` (both always set)."""
 
-    cpu: float = field(default=1.0, metadata=doc("CPUs per trial", min=0))
+    cpu: float = field(default=1.0, metadata=doc("CPUs per trial", min=0, max=MAX_RESOURCE))
     gpu: float = field(
-        default=0.0, metadata=doc("GPUs per trial; a fraction < 1 packs several trials onto one GPU", min=0)
+        default=0.0,
+        metadata=doc("GPUs per trial; a fraction < 1 packs several trials onto one GPU", min=0, max=MAX_RESOURCE),
     )
-    workers: int = field(default=1, metadata=doc("data-parallel workers per trial", min=1))
+    workers: int = field(default=1, metadata=doc("data-parallel workers per trial", min=1, max=MAX_RESOURCE))
     gpus_per_worker: float | None = field(
-        default=None, metadata=doc("GPUs per worker of a data-parallel trial; null = gpu / workers", min=0)
+        default=None,
+        metadata=doc("GPUs per worker of a data-parallel trial; null = gpu / workers", min=0, max=MAX_RESOURCE),
     )
 
     def check(self) -> tuple[str, str] | None:
@@ -87,8 +98,11 @@ class SearchSpec:
     algo: Literal["optuna"] = field(default="optuna", metadata=doc("search algorithm (Optuna TPE via Ray Tune)"))
     metric: str = field(default="", metadata=doc("metric to optimise; empty = the sweep's metric.name"))
     mode: Literal["max", "min"] | None = field(default=None, metadata=doc("max or min; null = the sweep's metric.mode"))
-    num_samples: int = field(default=10, metadata=doc("number of trials to sample", min=1))
-    seed: int = field(default=0, metadata=doc("seed of the sampler, so a search is reproducible", min=0))
+    num_samples: int = field(default=10, metadata=doc("number of trials to sample", min=1, max=MAX_TRIALS))
+    seed: int = field(
+        default=0,
+        metadata=doc("seed of the sampler, so a search is reproducible (Optuna: < 2**32)", min=0, max=2**32 - 1),
+    )
     space: dict = field(
         default_factory=dict,
         metadata=doc(
@@ -105,37 +119,6 @@ class SearchSpec:
             if problem:
                 return f"space.{key}", problem
         return None
-
-
-@dataclass(frozen=True)
-class TableSpec:
-    """The ``table:`` block of a sweep file: which config keys form rows / columns, which metric fills cells."""
-
-    rows: tuple[str, ...] = field(default=(), metadata=doc("config keys (dotted) whose values form the table's rows"))
-    cols: tuple[str, ...] = field(
-        default=(), metadata=doc("config keys (dotted) whose values form the table's columns")
-    )
-    metric: str = field(default="probe_top1_best", metadata=doc("result column that fills the cells"))
-    paper: str | None = field(
-        default=None,
-        metadata=doc(
-            "id of the paper table in results/paper/ (e.g. table6); several: 'table5,table3' (first match wins)"
-        ),
-    )
-    caption: str = field(default="", metadata=doc("caption text"))
-    labels: dict = field(
-        default_factory=dict,
-        metadata=doc("display names: {'ema.tau=0.0': 'no EMA', 'ema.tau': 'EMA'}; 'k1=v1;k2=v2' labels a combination"),
-    )
-    scale: float = field(default=100.0, metadata=doc("multiply the metric for display (accuracy -> percent)"))
-    top5: str | None = field(
-        default=None, metadata=doc("second metric shown as Top-1 / Top-5 in each cell (Table 9: probe_top5)")
-    )
-    epochs: tuple[int, ...] = field(
-        default=(),
-        metadata=doc("with 'epoch' as a row/col axis: the epochs to show (Table 8 from one long run per seed)"),
-    )
-    digits: int = field(default=2, metadata=doc("decimals shown", min=0, max=6))
 
 
 @dataclass(frozen=True)
@@ -162,40 +145,54 @@ class SweepFile:
         default="add",
         metadata=doc("add: cases are extra trials after the grid's; cross: every case x every grid point"),
     )
-    seeds: tuple[int, ...] = field(default=(0,), metadata=doc("seeds; always the outermost axis"))
+    seeds: tuple[int, ...] = field(default=(0,), metadata=doc("seeds; always the outermost axis", min=0))
     resources: Resources = field(default_factory=Resources, metadata=doc("per-trial resources"))
-    max_concurrent: int = field(default=0, metadata=doc("trials at once; 0 = as many as resources allow", min=0))
+    max_concurrent: int = field(
+        default=0, metadata=doc("trials at once; 0 = as many as resources allow", min=0, max=MAX_TRIALS)
+    )
     metric: MetricSpec = field(default_factory=MetricSpec, metadata=doc("metric shown as best-so-far"))
     table: TableSpec | None = field(default=None, metadata=doc("the paper-shaped table of this sweep (ablate table)"))
     search: SearchSpec | None = field(default=None, metadata=doc("Optuna search instead of a grid"))
     storage: str | None = field(
         default=None, metadata=doc("results location: a path or a pyarrow filesystem URI; null = results/")
     )
-    max_failures: int = field(default=0, metadata=doc("retries of a failed trial (from its last checkpoint)", min=0))
+    max_failures: int = field(
+        default=0, metadata=doc("retries of a failed trial (from its last checkpoint)", min=0, max=1000)
+    )
     checkpoint: CheckpointSpec = field(default_factory=CheckpointSpec, metadata=doc("trial checkpoints"))
+    stop_collapsed: int = field(
+        default=0,
+        metadata=doc(
+            "end a trial after N evaluations in a row with collapsed = true (status collapsed_stopped, a result "
+            "tables mark); 0 = off, the paper's sweeps",
+            min=0,
+            max=MAX_TRIALS,
+        ),
+    )
     logging: tuple[Literal["tensorboard", "mlflow", "wandb"], ...] = field(
         default=(), metadata=doc("extra trackers: tensorboard, mlflow, wandb")
     )
 
     def check(self) -> tuple[str, str] | None:
-        if not NAME_RE.fullmatch(self.name) or self.name[0] in "._":
-            return "name", (
-                f"{self.name!r} is not a folder name; use letters, digits, _ . - "
-                "(not starting with . or _), e.g. stl10_directpred"
-            )
-        for i, s in enumerate(self.seeds):
-            if s < 0:
-                return f"seeds[{i}]", f"must be >= 0, got {s}"
-            if s in self.seeds[:i]:
-                return f"seeds[{i}]", f"seed {s} is listed twice; list each seed once"
-        if not self.seeds:
-            return "seeds", "is empty; give at least one seed, e.g. seeds: [0]"
+        problem = name_problem(self.name)
+        if problem:
+            return "name", problem
         earlier: list[str] = []
         for key, values in self.grid.items():
             problem = _grid_problem(str(key), values, earlier)
             if problem:
                 return f"grid.{key}", problem
             earlier.append(str(key))
+        size = self._size_problem()
+        if size:
+            return size
+        seen: set[int] = set()
+        for i, s in enumerate(self.seeds):
+            if s in seen:
+                return f"seeds[{i}]", f"seed {s} is listed twice; list each seed once"
+            seen.add(s)
+        if not self.seeds:
+            return "seeds", "is empty; give at least one seed, e.g. seeds: [0]"
         for i, case in enumerate(self.cases):
             for key in case:
                 if str(key).split(".")[0] in ("seed", "kind"):
@@ -217,6 +214,53 @@ class SweepFile:
                 if str(key).split(".")[0] in ("seed", "kind"):
                     return f"search.space.{key}", fixed_key_problem(str(key))
         return None
+
+    def _size_problem(self) -> tuple[str, str] | None:
+        sizes = [len(v) for v in self.grid.values()]
+        n = trial_count(sizes, len(self.cases), self.cases_mode, len(self.seeds))
+        if n <= MAX_TRIALS:
+            return None
+        points = f"{' x '.join(map(str, sizes))} grid points" if sizes else ""
+        cases = f"{len(self.cases)} cases" if self.cases else ""
+        join = " x " if self.cases_mode == "cross" else " + "
+        cells = join.join(p for p in (points, cases) if p) or "1 cell"
+        cells = f"({cells})" if " + " in cells else cells
+        seeds = f"{len(self.seeds)} seed{'s' * (len(self.seeds) != 1)}"
+        return "grid" if self.grid else "cases" if self.cases else "seeds", (
+            f"makes {n:,} trials ({cells} x {seeds}), more than the {MAX_TRIALS:,} a sweep may have; "
+            "split it into several sweep files, or sample the space with search:"
+        )
+
+
+def trial_count(grid_sizes: Sequence[int], n_cases: int, cases_mode: str, n_seeds: int) -> int:
+    """Trials a grid / cases / seeds sweep expands to (duplicates not yet dropped), from the axes'
+    lengths alone: (grid points + cases, or grid points x cases with ``cross``) x seeds."""
+    points = math.prod(grid_sizes) if grid_sizes else 0
+    if cases_mode == "cross" and n_cases:
+        return max(points, 1) * n_cases * n_seeds
+    return (points + n_cases or 1) * n_seeds
+
+
+def name_problem(name: str) -> str | None:
+    """Why ``name`` cannot name a sweep's results folder ``<storage>/<name>/``, or None."""
+    if not NAME_RE.fullmatch(name) or name[0] in "._":
+        return (
+            f"{name!r} is not a folder name; use letters, digits, _ . - "
+            "(not starting with . or _), e.g. stl10_directpred"
+        )
+    if len(name) > NAME_MAX:
+        return (
+            f"is {len(name)} characters long; at most {NAME_MAX} (it names the results folder), e.g. stl10_directpred"
+        )
+    reserved = RESERVED_NAMES.get(name.lower())
+    if reserved:
+        return f"{name!r} is taken: results/{name.lower()}/ {reserved}; choose another name, e.g. {name}_sweep"
+    if BACKUP_MARK in name.lower():
+        return (
+            f"{name!r} has {BACKUP_MARK!r} in it, the mark of the folders `ablate run --restart` moves results "
+            f"aside to; choose a name without it, e.g. {name.lower().replace(BACKUP_MARK, '_')}"
+        )
+    return None
 
 
 def fixed_key_problem(key: str) -> str:
@@ -247,6 +291,13 @@ def _grid_problem(key: str, values: Any, earlier: list[str]) -> str | None:
     return None
 
 
+def _finite(a: Any) -> bool:
+    """A number a trial config can hold: a finite float or a 64-bit int."""
+    if isinstance(a, bool) or not isinstance(a, (int, float)):
+        return False
+    return abs(a) <= INT64_MAX if isinstance(a, int) else math.isfinite(a)
+
+
 def distribution_problem(spec: Any) -> str | None:
     """Why a search-space entry like ``{loguniform: [0.001, 0.1]}`` is invalid, or None."""
     if not isinstance(spec, Mapping) or len(spec) != 1:
@@ -263,9 +314,9 @@ def distribution_problem(spec: Any) -> str | None:
             return f"choice needs a non-empty list of values, e.g. {{choice: [0.3, 0.5]}}, got {args!r}"
         return None
     form = {2: "[low, high]", 3: "[low, high, q]"}[n]
-    numeric = isinstance(args, list) and all(isinstance(a, (int, float)) and not isinstance(a, bool) for a in args)
+    numeric = isinstance(args, list) and all(_finite(a) for a in args)
     if not numeric or len(args) != n:
-        return f"{name} needs {form} (numbers), got {args!r}"
+        return f"{name} needs {form} (finite numbers), got {args!r}"
     if name == "randint" and not all(isinstance(a, int) for a in args):
         return f"randint needs integer bounds [low, high) (high exclusive), got {args!r}"
     low, high = args[0], args[1]

@@ -7,6 +7,7 @@ from, so that an invalid trial is reported at the line that produced it.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,7 +15,8 @@ from typing import Any
 from ablate.config.kinds import TrialKind, get_kind
 from ablate.config.tree import Source, set_dotted
 from ablate.config.yamlfile import ancestors
-from ablate.sweep.schema import CheckpointSpec, MetricSpec, Resources, SearchSpec, TableSpec
+from ablate.sweep.schema import CheckpointSpec, MetricSpec, Resources, SearchSpec
+from ablate.sweep.table_block import TableSpec
 
 
 @dataclass(frozen=True)
@@ -57,10 +59,16 @@ class Sweep:
     max_failures: int
     checkpoint: CheckpointSpec
     logging: tuple[str, ...]
+    stop_collapsed: int = 0  # evaluations in a row with collapsed = true that end a trial; 0 = off
     overrides: dict[str, Any] = field(default_factory=dict)  # the --set overrides as given
     overridden: frozenset[str] = frozenset()  # file paths they replaced (e.g. base.optim.lr)
     trials: tuple = ()  # the expanded trials (ablate.sweep.expand.Trial), in run order; () for a search
     notes: tuple[str, ...] = ()  # what ablate check points out about the expansion
+
+    @functools.cached_property
+    def base_lines(self) -> dict[str, int]:
+        """Lines of the base's keys and items by their trial config path (``optim.lr`` for ``base.optim.lr``)."""
+        return {k[5:]: v for k, v in self.lines.items() if k.startswith("base.")}
 
     @property
     def trial_kind(self) -> TrialKind:

@@ -38,7 +38,7 @@ def measure(
     V = Wp @ U  # (n2, n2) W_p u_j in column j
     p = np.einsum("ij,ij->j", U, V)  # u_j^T W_p u_j
     v_norm = np.linalg.norm(V, axis=0)
-    cos = np.divide(p, v_norm, out=np.zeros_like(p), where=v_norm > 0)
+    cos = np.clip(np.divide(p, v_norm, out=np.zeros_like(p), where=v_norm > 0), -1.0, 1.0)  # rounding: |cos| <= 1
 
     comm = _fro(F @ Wp - Wp @ F)
     denom = _fro(F) * _fro(Wp)

@@ -7,8 +7,8 @@ offline ``digits`` (scikit-learn) and ``fake`` sets follow the CIFAR-10 pattern.
 Small-image datasets live as one uint8 tensor on the trial's device (:class:`TensorImageSet`):
 batches are index selections on the device, with no DataLoader and no host synchronisation.
 ImageFolder data (ImageNet layout) decodes in DataLoader workers (:mod:`ablate.train.imagefolder`).
-Nothing is ever downloaded: a missing or malformed dataset raises :class:`DatasetError` naming
-the path and the files expected there.
+Loading never downloads: a missing or malformed dataset raises :class:`DatasetError` naming the
+path, the files expected there and the command that gets them (``ablate data fetch``, :mod:`ablate.datasets`).
 """
 
 from __future__ import annotations
@@ -85,12 +85,27 @@ def load_fake(cfg: DataConfig, device: torch.device) -> Splits:
     return Splits(pretrain, probe_train, probe_test, cfg.fake_classes, 3, size, AUTO_RECIPE["fake"])
 
 
+# ------------------------------------------------------------------------ where a dataset comes from
+def fetch_hint(name: str, root: Path | None) -> str:
+    """The command that puts dataset ``name`` where ``data.root`` points: ``ablate data fetch`` writes
+    ``<--root>/<name>``, so a data.root named after the dataset is fetched with --root its parent."""
+    if name == "imagefolder":
+        return "prepare it as `ablate data fetch imagenet` explains, then run `ablate data check imagefolder`"
+    if root is not None and root.name == name:
+        where = f" --root {root.parent}"
+        return f"get it with `ablate data fetch {name}{where}` and check it with `ablate data check {name}{where}`"
+    return (
+        f"get it with `ablate data fetch {name} --root DIR` (it writes DIR/{name}: point data.root there) and check "
+        f"it with `ablate data check {name} --root DIR`"
+    )
+
+
 # ------------------------------------------------------------------------ CIFAR-10
 CIFAR_FILES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
 CIFAR_BYTES = 3 * 32 * 32
 
 
-def _cifar_folder(root: Path) -> Path:
+def cifar_folder(root: Path) -> Path:
     for folder in (root / "cifar-10-batches-py", root):
         if all((folder / f).is_file() for f in CIFAR_FILES):
             return folder
@@ -99,11 +114,11 @@ def _cifar_folder(root: Path) -> Path:
     raise DatasetError(
         f"CIFAR-10 not found in {folder}: missing {', '.join(missing)}; expected "
         f"{folder}/{{{','.join(CIFAR_FILES)}}} (the python version, cifar-10-python.tar.gz, "
-        "unpacked; it is never downloaded)"
+        f"unpacked); {fetch_hint('cifar10', root)}"
     )
 
 
-def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+def read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """One pickled batch as torchvision's CIFAR10 reads it -> uint8 (n, 3, 32, 32), int64 (n,)."""
     bad = f"CIFAR-10 file {path} is malformed"
     try:
@@ -132,8 +147,8 @@ def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def load_cifar10(root: Path, device: torch.device) -> Splits:
-    folder = _cifar_folder(root)
-    parts = [_read_cifar_batch(folder / f) for f in CIFAR_FILES]
+    folder = cifar_folder(root)
+    parts = [read_cifar_batch(folder / f) for f in CIFAR_FILES]
     train_x = torch.from_numpy(np.concatenate([p[0] for p in parts[:5]])).to(device)
     train_y = torch.from_numpy(np.concatenate([p[1] for p in parts[:5]])).to(device)
     test = TensorImageSet(torch.from_numpy(parts[5][0]).to(device), torch.from_numpy(parts[5][1]).to(device))
@@ -148,7 +163,7 @@ STL_BYTES = 3 * 96 * 96
 _CHUNK = 4096  # images per read: bounds host memory while the 2.7 GB unlabeled file streams in
 
 
-def _stl_folder(root: Path) -> Path:
+def stl_folder(root: Path) -> Path:
     for folder in (root / "stl10_binary", root):
         if all((folder / f).is_file() for f in STL_FILES):
             return folder
@@ -157,21 +172,22 @@ def _stl_folder(root: Path) -> Path:
     raise DatasetError(
         f"STL-10 not found in {folder}: missing {', '.join(missing)}; expected "
         f"{folder}/{{{','.join(STL_FILES)}}} (torchvision's binary layout, stl10_binary.tar.gz "
-        "unpacked; it is never downloaded)"
+        f"unpacked); {fetch_hint('stl10', root)}"
     )
 
 
-def _stl_count(path: Path) -> int:
+def stl_count(path: Path) -> int:
     size = path.stat().st_size
     if size == 0 or size % STL_BYTES:
         raise DatasetError(
             f"STL-10 file {path} is malformed: {size} bytes is not a positive multiple of "
-            f"{STL_BYTES} (3x96x96 uint8 images); is it truncated?"
+            f"{STL_BYTES} (3x96x96 uint8 images); is it truncated? (move the folder aside and run `ablate data "
+            "fetch stl10` for a fresh copy)"
         )
     return size // STL_BYTES
 
 
-def _stl_labels(path: Path, count: int) -> Tensor:
+def stl_labels(path: Path, count: int) -> Tensor:
     y = np.fromfile(path, dtype=np.uint8)
     if len(y) != count or y.min() < 1 or y.max() > 10:
         raise DatasetError(
@@ -195,10 +211,10 @@ def _read_stl_images(path: Path, count: int, out: Tensor) -> None:
 
 
 def load_stl10(root: Path, device: torch.device) -> Splits:
-    folder = _stl_folder(root)
-    n_train, n_test, n_unl = (_stl_count(folder / f) for f in ("train_X.bin", "test_X.bin", "unlabeled_X.bin"))
-    train_y = _stl_labels(folder / "train_y.bin", n_train).to(device)
-    test_y = _stl_labels(folder / "test_y.bin", n_test).to(device)
+    folder = stl_folder(root)
+    n_train, n_test, n_unl = (stl_count(folder / f) for f in ("train_X.bin", "test_X.bin", "unlabeled_X.bin"))
+    train_y = stl_labels(folder / "train_y.bin", n_train).to(device)
+    test_y = stl_labels(folder / "test_y.bin", n_test).to(device)
     # train and unlabeled share one tensor: the probe's train split is a view of its first rows
     pretrain_x = torch.empty(n_train + n_unl, *STL_SHAPE, dtype=torch.uint8, device=device)
     _read_stl_images(folder / "train_X.bin", n_train, pretrain_x[:n_train])
@@ -226,11 +242,11 @@ def _imagefolder(cfg: DataConfig, device: torch.device) -> Splits:
 def _root(cfg: DataConfig) -> Path:
     if not cfg.root:
         raise DatasetError(
-            f"dataset {cfg.name!r} needs data.root, the directory that holds it (it is never downloaded)"
+            f"dataset {cfg.name!r} needs data.root, the directory that holds it; {fetch_hint(cfg.name, None)}"
         )
     root = Path(cfg.root).expanduser()
     if not root.is_dir():
-        raise DatasetError(f"data.root {root} is not a directory (dataset {cfg.name!r}; it is never downloaded)")
+        raise DatasetError(f"data.root {root} is not a directory (dataset {cfg.name!r}); {fetch_hint(cfg.name, root)}")
     return root
 
 
@@ -244,5 +260,6 @@ LOADERS: dict[str, Callable[[DataConfig, torch.device], Splits]] = {
 
 
 def load_splits(cfg: DataConfig, device: torch.device) -> Splits:
-    """The splits of ``cfg.name`` on ``device`` (never downloaded; DatasetError when missing or malformed)."""
+    """The splits of ``cfg.name`` on ``device`` (read from disk, never downloaded; DatasetError when missing or
+    malformed)."""
     return LOADERS[cfg.name](cfg, torch.device(device))

@@ -1,7 +1,9 @@
 """Evaluation of a trial's online network: linear probe, kNN, collapse monitor, predictor spectra.
 
 Features are extracted once per evaluation (frozen trunk in eval mode, un-augmented images) and the
-probe trains on those cached features, so a 50-epoch probe costs seconds, not a re-run of the trunk.
+paper's probe trains on those cached features, so a 50-epoch probe costs seconds, not a re-run of
+the trunk; BYOL's protocol (``eval.protocol: byol``, :data:`PROBES`) re-encodes augmented crops every
+probe epoch, as BYOL's ImageNet evaluation does.
 The whole evaluation runs under a forked RNG so that how often a trial evaluates never changes the
 training trajectory.
 """
@@ -10,6 +12,8 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -18,6 +22,8 @@ from torch import Tensor, nn
 from ablate.config.trial import EvalConfig
 from ablate.models.spectra import spectra
 from ablate.results.schema import COLLAPSE_Z_STD
+from ablate.train.augment import BatchAugment
+from ablate.train.recipes import Recipe
 
 Transform = Callable[[Tensor], Tensor]
 
@@ -58,6 +64,22 @@ def topk_correct(logits: Tensor, labels: Tensor, k: int) -> Tensor:
     return (logits.topk(k, dim=1).indices == labels[:, None]).any(dim=1)
 
 
+def _seeded_head(dim: int, num_classes: int, gen: torch.Generator, device: torch.device) -> nn.Linear:
+    """Linear(dim, C) with PyTorch's default init drawn from ``gen``, independent of the training RNG."""
+    head = nn.Linear(dim, num_classes).to(device)
+    with torch.no_grad():
+        bound = 1 / dim**0.5
+        head.weight.copy_(torch.empty(head.weight.shape).uniform_(-bound, bound, generator=gen))
+        head.bias.copy_(torch.empty(head.bias.shape).uniform_(-bound, bound, generator=gen))
+    return head
+
+
+def _test_accuracy(head: nn.Module, test_y: Tensor, test_labels: Tensor) -> tuple[Tensor, Tensor]:
+    with torch.no_grad():
+        logits = head(test_y)
+        return topk_correct(logits, test_labels, 1).float().mean(), topk_correct(logits, test_labels, 5).float().mean()
+
+
 def linear_probe(
     train_y: Tensor,
     train_labels: Tensor,
@@ -75,11 +97,7 @@ def linear_probe(
     mean, std = train_y.mean(0), train_y.std(0).clamp_min(1e-6)
     xtr, xte = (train_y - mean) / std, (test_y - mean) / std
     gen = torch.Generator(device="cpu").manual_seed(seed)
-    head = nn.Linear(xtr.shape[1], num_classes).to(xtr.device)
-    with torch.no_grad():  # seeded init, independent of the training RNG
-        bound = 1 / xtr.shape[1] ** 0.5
-        head.weight.copy_(torch.empty(head.weight.shape).uniform_(-bound, bound, generator=gen))
-        head.bias.copy_(torch.empty(head.bias.shape).uniform_(-bound, bound, generator=gen))
+    head = _seeded_head(xtr.shape[1], num_classes, gen, xtr.device)
     opt = torch.optim.Adam(head.parameters(), lr=cfg.probe_lr, weight_decay=cfg.probe_weight_decay)
     n, best = xtr.shape[0], 0.0
     top1 = top5 = torch.zeros((), device=xtr.device)
@@ -91,12 +109,71 @@ def linear_probe(
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-        with torch.no_grad():
-            logits = head(xte)
-            top1 = topk_correct(logits, test_labels, 1).float().mean()
-            top5 = topk_correct(logits, test_labels, 5).float().mean()
+        top1, top5 = _test_accuracy(head, xte, test_labels)
         best = max(best, float(top1))
     return {"probe_top1": float(top1), "probe_top5": float(top5), "probe_top1_best": best}
+
+
+@dataclass(frozen=True)
+class ProbeInputs:
+    """What a probe protocol may use: the frozen online encoder, the splits, the un-augmented
+    transform, the cached features of that transform (train and test) and the settings."""
+
+    encoder: nn.Module
+    splits: Any
+    transform: Transform
+    cfg: EvalConfig
+    seed: int
+    features: tuple[Tensor, Tensor, Tensor, Tensor]  # train y, train labels, test y, test labels
+    autocast: contextlib.AbstractContextManager | None
+
+
+def paper_probe(p: ProbeInputs) -> dict[str, float]:
+    return linear_probe(*p.features[:2], *p.features[2:], p.splits.num_classes, p.cfg, p.seed)
+
+
+def byol_probe(p: ProbeInputs) -> dict[str, float]:
+    """BYOL's linear evaluation (Grill et al. 2020, App. C.1): a Linear(D, C) trained by SGD with
+    Nesterov momentum 0.9 (``probe_lr`` cosine-decayed to 0 over the probe's steps,
+    ``probe_weight_decay``, BYOL: none) on random-resized crops (scale 0.08-1) and flips of the probe's
+    train images, re-encoded by the frozen trunk (eval mode) every epoch; features are not
+    standardised; test images are the un-augmented transform's (resize + centre crop)."""
+    t, cfg = p.transform, p.cfg
+    spatial = BatchAugment(
+        Recipe(crop_scale=(0.08, 1.0), flip=True, mean=t.recipe.mean, std=t.recipe.std), t.size, t.channels
+    )
+    _, train_labels, test_y, test_labels = p.features
+    device = test_y.device
+    gen = torch.Generator(device="cpu").manual_seed(p.seed)
+    aug_gen = torch.Generator(device=device).manual_seed(p.seed + 2)
+    head = _seeded_head(test_y.shape[1], p.splits.num_classes, gen, device)
+    opt = torch.optim.SGD(
+        head.parameters(), lr=cfg.probe_lr, momentum=0.9, nesterov=True, weight_decay=cfg.probe_weight_decay
+    )
+    steps_per_epoch = -(-len(train_labels) // cfg.probe_batch_size)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.probe_epochs * steps_per_epoch)
+    best, top1, top5 = 0.0, torch.zeros(()), torch.zeros(())
+    was_training = p.encoder.training
+    p.encoder.eval()
+    for _ in range(cfg.probe_epochs):
+        for x, labels in p.splits.probe_train.batches(
+            cfg.probe_batch_size, shuffle=True, generator=gen, drop_last=False
+        ):
+            with torch.no_grad(), p.autocast or contextlib.nullcontext():
+                y, _ = p.encoder(spatial(x, aug_gen))
+            loss = F.cross_entropy(head(y.float()), labels)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+        top1, top5 = _test_accuracy(head, test_y, test_labels)
+        best = max(best, float(top1))
+    p.encoder.train(was_training)
+    return {"probe_top1": float(top1), "probe_top5": float(top5), "probe_top1_best": best}
+
+
+# eval.protocol -> the linear probe that fills probe_top1 / probe_top5 / probe_top1_best
+PROBES: dict[str, Callable[[ProbeInputs], dict[str, float]]] = {"paper": paper_probe, "byol": byol_probe}
 
 
 @torch.no_grad()
@@ -123,6 +200,27 @@ def knn_top1(
     return float(correct) / test_n.shape[0]
 
 
+COLLAPSE_BATCH = 512  # probe-train images a collapse-only check projects: z_std's noise is ~1/sqrt(n)
+
+
+@torch.no_grad()
+def collapse_check(
+    pair: nn.Module, splits, transform: Transform, autocast: contextlib.AbstractContextManager | None = None
+) -> dict[str, object]:
+    """The collapse monitor alone (``eval.collapse_every``): z_std of the online projections of the
+    first :data:`COLLAPSE_BATCH` probe-train images (always the same images), no probe, no kNN."""
+    device = next(pair.parameters()).device
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        x, _ = next(iter(splits.probe_train.batches(COLLAPSE_BATCH, shuffle=False, generator=None, drop_last=False)))
+        was_training = pair.online.training
+        pair.online.eval()
+        with autocast or contextlib.nullcontext():
+            _, z = pair.online(transform(x))
+        pair.online.train(was_training)
+    value = z_std(z.float())
+    return {"z_std": value, "collapsed": value < COLLAPSE_Z_STD}
+
+
 def evaluate(
     pair: nn.Module,
     splits,
@@ -137,7 +235,8 @@ def evaluate(
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         tr_y, tr_z, tr_l = extract(pair.online, splits.probe_train, transform, batch_size, autocast)
         te_y, _, te_l = extract(pair.online, splits.probe_test, transform, batch_size, autocast)
-        out: dict[str, object] = linear_probe(tr_y, tr_l, te_y, te_l, splits.num_classes, cfg, seed)
+        probe = ProbeInputs(pair.online, splits, transform, cfg, seed, (tr_y, tr_l, te_y, te_l), autocast)
+        out: dict[str, object] = dict(PROBES[cfg.protocol](probe))
         out["knn_top1"] = knn_top1(tr_y, tr_l, te_y, te_l, splits.num_classes, cfg.knn_k, cfg.knn_t)
         out["z_std"] = z_std(tr_z)
         out["collapsed"] = out["z_std"] < COLLAPSE_Z_STD

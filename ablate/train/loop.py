@@ -3,7 +3,7 @@
 Per step (reference code order, paper Sec. 2):
   1. two views x1, x2 of the batch, augmented on the device with per-image parameters;
   2. online z1, z2 -> predictions p1, p2; target t1, t2 (stop-gradient); loss (symmetric BYOL);
-  3. predictor.observe(z1, z2, t1, t2): DirectPred's F_hat <- rho F_hat + (1 - rho) E[f f^T];
+  3. predictor.observe(f, t): DirectPred's F_hat <- rho F_hat + (1 - rho) E[f f^T] over what the predictor was fed;
   4. backward, optimizer step (trunk/projector and predictor groups);
   5. predictor.after_optimizer_step(step): DirectPred sets W_p from F_hat every ``freq`` steps;
   6. EMA update of the target.
@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -37,7 +37,7 @@ from ablate.results.schema import Report, trial_columns
 from ablate.train.augment import build_augment, eval_transform
 from ablate.train.data import load_splits
 from ablate.train.ddp import DataParallel, augment_shard, check_batch, convert_sync_bn, shard_batches, wrap_ddp
-from ablate.train.evaluate import evaluate
+from ablate.train.evaluate import collapse_check, evaluate
 from ablate.train.optim import build_optimizer, lr_factor, param_groups, set_lr
 
 
@@ -55,6 +55,12 @@ class Artifacts(Protocol):
     """Where a trial's files other than rows go (the trunk weights for export)."""
 
     def save(self, name: str, obj: Any) -> str: ...
+
+
+Progress = Callable[[dict[str, Any]], None]
+"""Called after every trained epoch with ``{"epoch", "epochs", "images_per_s", "resumed_from"}``
+(``resumed_from``: the checkpoint's epoch the trial continued after, 0 when it started afresh), before
+that epoch's evaluation: a light heartbeat for a live progress view, never a row."""
 
 
 class Diverged(Exception):
@@ -204,7 +210,7 @@ def train_epoch(loop: Loop) -> tuple[float, float]:
         opt.step()
         loop.step += 1
         pair.predictor.after_optimizer_step(loop.step)
-        pair.update_target()
+        pair.update_target(loop.step - 1, loop.total_steps)  # the step just taken, 0-based
         total += loss.detach()
         n += x.shape[0]
         # free on CPU: stop at once (not data-parallel: every rank must stop at the same step)
@@ -223,6 +229,7 @@ def pretrain(
     report: Report,
     checkpointer: Checkpointer | None = None,
     artifacts: Artifacts | None = None,
+    progress: Progress | None = None,
 ) -> list[dict[str, Any]]:
     """Run one pretraining trial; call ``report(row)`` after every evaluated epoch.
 
@@ -234,6 +241,7 @@ def pretrain(
     last) and comes back from: a trial that finds a checkpoint continues after its epoch, with its
     rows, weights, optimizer and RNG streams, and marks later rows with ``resumed_from_epoch``.
     ``artifacts``: where the online trunk's weights go per ``save.weights`` / ``save.every``.
+    ``progress``: called after every epoch (:data:`Progress`), on the main rank only.
     In a data-parallel trial only rank 0 evaluates (other ranks report rows without metrics,
     which the caller drops) and writes artifacts."""
     cfg = config if isinstance(config, TrialConfig) else load_trial_config(config)
@@ -243,35 +251,52 @@ def pretrain(
     base = trial_columns(cfg, "ssl", device_name(loop.device))
     rows, resumed, wall_before = _resume(loop, checkpointer, report)
     t0 -= wall_before
+    device_s = (rows[-1].get("device_s") or 0.0) if rows else 0.0  # what earlier runs of it computed
     autocast = autocast_for(cfg, loop.device)
     save_every = cfg.save.every or cfg.eval.every
 
     def emit(row: dict[str, Any]) -> None:
-        progress = {"epoch": epoch, "step": loop.step, "wall_s": time.perf_counter() - t0}
+        progress = {"epoch": epoch, "step": loop.step, "wall_s": time.perf_counter() - t0, "device_s": device_s}
         row = {**base, **progress, "total_steps": loop.total_steps, "resumed_from_epoch": resumed, **row}
         rows.append(row)
         report(row)
 
     for epoch in range((resumed or 0) + 1, cfg.train.epochs + 1):
+        started = time.perf_counter()
         try:
             loss, ips = train_epoch(loop)
         except (Diverged, torch.linalg.LinAlgError) as e:  # eigh of a NaN F_hat fails to converge
             emit({"status": "diverged", "error": str(e), "is_final": True, "loss": float("nan")})
             return rows
+        if progress is not None and main:
+            progress({"epoch": epoch, "epochs": cfg.train.epochs, "images_per_s": ips, "resumed_from": resumed or 0})
         last = epoch == cfg.train.epochs
-        if epoch % cfg.eval.every == 0 or last:
-            metrics = (
-                evaluate(loop.pair, loop.splits, loop.transform, cfg.eval, cfg.train.batch_size, cfg.seed, autocast)
-                if main
-                else {}
-            )
+        measured = _measure(loop, epoch, last, main, autocast)
+        device_s += time.perf_counter() - started  # the loss and metrics are host floats: the device is done
+        if measured is not None:
             lr = loop.optimizer.param_groups[0]["lr"]
-            emit({"loss": loss, "images_per_s": ips, "lr": lr, "is_final": last, **metrics})
+            emit({"loss": loss, "images_per_s": ips, "lr": lr, "is_final": last, **measured})
         if artifacts is not None and main:
             save_weights(loop, artifacts, epoch, last, save_every)
         if checkpointer and checkpointer.every and (epoch % checkpointer.every == 0) and not last:
             checkpointer.save(loop.state(epoch, rows), epoch)
     return rows
+
+
+def _measure(loop: Loop, epoch: int, last: bool, main: bool, autocast: Any) -> dict[str, Any] | None:
+    """What the row of ``epoch`` carries: a full evaluation every ``eval.every`` epochs and after the
+    last, a collapse-only check every ``eval.collapse_every`` epochs in between, else None (no row).
+    Other ranks of a data-parallel trial report the same rows, without metrics."""
+    ev = loop.cfg.eval
+    if epoch % ev.every == 0 or last:
+        return (
+            evaluate(loop.pair, loop.splits, loop.transform, ev, loop.cfg.train.batch_size, loop.cfg.seed, autocast)
+            if main
+            else {}
+        )
+    if ev.collapse_every and epoch % ev.collapse_every == 0:
+        return collapse_check(loop.pair, loop.splits, loop.transform, autocast) if main else {}
+    return None
 
 
 def _resume(loop: Loop, checkpointer: Checkpointer | None, report: Report) -> tuple[list[dict], int | None, float]:

@@ -24,6 +24,10 @@ from ablate.results.location import Location
 from ablate.results.schema import failed_row, schema_for, to_table
 from ablate.train.loop import pretrain
 
+# Top-level keys of a sweep file that no trial config has (ablate.sweep.schema.SweepFile; this room
+# does not import the sweep room, and a unit test keeps the two in step).
+SWEEP_ONLY_KEYS = ("name", "base", "grid", "cases", "seeds", "search")
+
 
 def trial_config(config: Any, overrides: Mapping[str, Any]) -> TrialConfig:
     """The strict config of a sparse mapping, a TrialConfig or a YAML file, with dotted ``overrides``
@@ -33,6 +37,10 @@ def trial_config(config: Any, overrides: Mapping[str, Any]) -> TrialConfig:
         tree, lines, _ = read_yaml(config)
         if not isinstance(tree, dict):
             raise UserError(f"{config}: expected a mapping of config keys, e.g. 'optim: {{lr: 0.03}}'")
+        if any(key in tree for key in SWEEP_ONLY_KEYS):
+            raise UserError(
+                f"{config} is a sweep file; run it with `ablate run {config}` (ablate trial takes one trial's config)"
+            )
         src = Source(str(config), lines)
     else:
         tree = to_dict(config) if isinstance(config, TrialConfig) else merge(dict(config or {}), {})

@@ -169,3 +169,39 @@ def table3_trials() -> tuple[list[list[dict]], list[dict]]:
                 status = "diverged" if (name, tau, bias, sym, s) == ("linear", 0.996, True, True, 1) else "ok"
                 trials.append(trial_rows(cfg, "stl10_predictor", acc, z_std=0.02 if collapse else 0.8, status=status))
     return trials, expected
+
+
+# ---------------------------------------------------------------- a folder as `ablate run` leaves it
+TWO_PREDICTORS = """\
+name: {name}
+base:
+  model: {{trunk: convnet, width: 8}}
+  train: {{epochs: 10}}
+grid:
+  predictor.name: [linear, directpred]
+seeds: [0, 1]
+table: {{rows: [predictor.name], metric: probe_top1_best}}
+"""
+
+
+def fill_run_folder(folder: Any, tmp_path: Path, overrides: Mapping[str, Any] | None = None) -> list[Any]:
+    """``folder`` (a SweepDir named after the sweep) as ``ablate run`` of the two-predictor sweep
+    leaves it: the sweep file and overrides, one file of rows per trial (directpred 0.80, linear
+    0.70, + 0.01 per seed), each trial's trunk weights. Returns the trials."""
+    from ablate.config.trial import ModelConfig
+    from ablate.models.trunks import build_trunk, export_state_dict
+    from ablate.results.io import ArtifactStore, Expect, ResultsStore
+    from ablate.sweep.load import read_sweep
+
+    text = TWO_PREDICTORS.format(name=folder.name)
+    (tmp_path / f"{folder.name}.yaml").write_text(text)
+    sweep = read_sweep(tmp_path / f"{folder.name}.yaml", dict(overrides or {}))
+    folder.sweep_file.write_text(text)
+    folder.overrides_file.write_text(json.dumps(dict(overrides or {})))
+    store = ResultsStore(folder, Expect(folder.name, SCHEMA))
+    for t in sweep.trials:
+        acc = 0.80 if t.config.predictor.name == "directpred" else 0.70
+        store.add_many(trial_rows(t.config, folder.name, acc + 0.01 * t.config.seed))
+        trunk = export_state_dict(build_trunk(ModelConfig(width=8), 1))
+        ArtifactStore(folder.weights(t.trial_id)).save("trunk_final.pt", trunk)
+    return list(sweep.trials)

@@ -120,7 +120,7 @@ def test_figures_are_returned_not_saved(tmp_path, monkeypatch):
                 }
             )
     figs = ablate.figures(pd.DataFrame(rows), rows=["predictor.name"])
-    assert {"accuracy", "z_std", "eigen", "spectra_name=directpred"} == set(figs)
+    assert {"accuracy", "z_std", "eigen", "spectra_name-directpred"} == set(figs)
     from matplotlib.figure import Figure
 
     assert all(isinstance(f, Figure) for f in figs.values())

@@ -17,6 +17,7 @@ import pytest
 import ablate
 from ablate.config.trial import load_trial_config
 from ablate.errors import UserError
+from ablate.results.layout import SweepDir
 from ablate.runner.resources import fitting_trials
 from ablate.train.loop import pretrain
 from helpers.tiny_sweeps import TINY_BASE, write_sweep
@@ -104,9 +105,9 @@ def test_a_data_parallel_trial_runs_as_a_ray_train_job_across_both_nodes(cluster
         [r["loss"] for r in single],
     )
     assert df.probe_top1.notna().all()
-    weights = tmp_path / "res" / "ddp" / "_weights" / df.trial_id.iloc[0] / "trunk_final.pt"
+    weights = SweepDir.at(tmp_path / "res" / "ddp").weights(df.trial_id.iloc[0]).local / "trunk_final.pt"
     assert weights.is_file()  # written by rank 0
-    assert not list((tmp_path / "res" / "ddp" / "_ray" / "_train").glob("*/epoch_*"))  # finished: cleaned up
+    assert not list(SweepDir.at(tmp_path / "res" / "ddp").train_dir.local.glob("*/epoch_*"))  # finished: cleaned up
 
 
 def test_trials_spread_over_both_nodes_and_a_lost_node_resumes_its_trial_from_a_checkpoint(cluster, tmp_path):
@@ -150,7 +151,7 @@ def test_trials_spread_over_both_nodes_and_a_lost_node_resumes_its_trial_from_a_
         try:
             deadline = time.monotonic() + 300
             while time.monotonic() < deadline:
-                trials = {p.parent.name for p in (results / "_ray" / "spread").glob("*/checkpoint_*")}
+                trials = {p.parent.name for p in (SweepDir.at(results).ray_dir.local / "spread").glob("*/checkpoint_*")}
                 if len(trials) == 2:
                     seen["finished_at_removal"] = finished_trials()
                     seen["checkpointed"] = trials

@@ -5,11 +5,6 @@ Ray worker starting); one Ray instance for the whole module, except the SIGTERM 
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -17,8 +12,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from ablate.cli import main
+from ablate.results.layout import SweepDir
 from ablate.results.lock import RunLock
 from ablate.sweep.load import read_sweep
+from helpers.runs import interrupt, run_process, wait_for
 from helpers.tiny_sweeps import write_sweep
 
 pytestmark = pytest.mark.system
@@ -96,6 +93,7 @@ def test_status_names_failed_and_missing_trials(mixed, capsys, tmp_path):
 
     copy = tmp_path / "mixed"
     shutil.copytree(results, copy)
+    shutil.copytree(SweepDir.at(results).companion.local, SweepDir.at(copy).companion.local)  # the sweep file
     ok = trial_of(sweep, "optim.lr", 0.05)
     (copy / f"{ok}.parquet").unlink()
     assert main(["status", str(copy)]) == 0
@@ -138,7 +136,7 @@ def test_restart_moves_old_results_aside(ray_local, tmp_path, capsys):
 
 def test_a_second_run_of_the_same_sweep_refuses_while_one_holds_the_lock(tmp_path, capsys):
     sweep = write_sweep(tmp_path, "locked", "seeds: [0]\n")
-    lock = RunLock(tmp_path / "res" / "locked" / "_lock")
+    lock = RunLock(SweepDir.at(tmp_path / "res" / "locked").lock_file.local)
     lock.acquire()
     try:
         assert main(["run", str(sweep), "--storage", str(tmp_path / "res")]) == 2
@@ -191,37 +189,23 @@ def test_sigterm_keeps_finished_trials_and_a_second_run_resumes_the_rest(ray_loc
     epochs = 20
     sweep.write_text(sweep.read_text().replace("epochs: 2,", f"epochs: {epochs},"))
     results = tmp_path / "res" / "term"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    env.pop("RAY_ADDRESS", None)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ablate.cli", "run", str(sweep), "--storage", str(tmp_path / "res"), "--no-table"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-    )
-    try:
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline and proc.poll() is None:
-            files = list(results.glob("*.parquet")) if results.exists() else []
-            checkpoints = list((results / "_ray" / "term").glob("*/checkpoint_*")) if results.exists() else []
-            if files and checkpoints:  # a trial has reported rows and stored a checkpoint
-                break
-            time.sleep(0.2)
-        assert proc.poll() is None, f"the run ended before it could be interrupted:\n{proc.communicate()[0]}"
-        proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 130, out
+    ray_dir = SweepDir.at(results).ray_dir.local
+
+    def ready() -> bool:  # a trial has reported rows and stored a checkpoint
+        files = list(results.glob("*.parquet")) if results.exists() else []
+        return bool(files) and ray_dir.exists() and bool(list((ray_dir / "term").glob("*/checkpoint_*")))
+
+    with run_process(str(sweep), "--storage", str(tmp_path / "res"), "--no-table") as proc:
+        wait_for(ready, proc, "a trial's rows and checkpoint")
+        code, out = interrupt(proc)
+    assert code == 130, out
     assert "interrupted: finished trials are saved" in out
     assert not list(results.rglob(".tmp-*"))
     before = {p.stem: pq.read_table(p).to_pandas() for p in results.glob("*.parquet")}  # every file reads
     assert before
     finished = {tid for tid, df in before.items() if df.is_final.any()}
     assert len(finished) < 2  # it really was cut off
-    checkpointed = {p.parent.name for p in (results / "_ray" / "term").glob("*/checkpoint_*")} - finished
+    checkpointed = {p.parent.name for p in (ray_dir / "term").glob("*/checkpoint_*")} - finished
     assert checkpointed  # the cut-off trial left a checkpoint (finished ones leave none)
     code = main(["run", str(sweep), "--storage", str(tmp_path / "res"), "--no-table"])
     assert code == 0

@@ -90,7 +90,7 @@ def submit(cluster, tmp_path: Path, sweep: Path, *extra: str) -> str:
 
 
 def job_log(tmp_path: Path, name: str, job: str) -> str:
-    path = tmp_path / "results" / name / "_slurm" / f"{job}.out"
+    path = tmp_path / "results" / f"_{name}" / "slurm" / f"{job}.out"
     return path.read_text(errors="replace") if path.exists() else f"(no log at {path})"
 
 
@@ -134,7 +134,7 @@ def test_submit_runs_sweep_then_resubmit_resumes(slurm_cluster, tmp_path, ray_tm
     ray_tmp_cleanup.append(job)
     assert_completed(slurm_cluster, tmp_path, name, job)
     log = job_log(tmp_path, name, job)
-    assert (results / "_slurm" / f"{job}.sbatch").is_file()
+    assert (results.parent / f"_{name}" / "slurm" / f"{job}.sbatch").is_file()
     df = pd.read_parquet(results)
     final = df[df["is_final"]]
     assert set(final["trial_id"]) == expected_trial_ids(sweep), log

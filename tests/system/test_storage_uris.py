@@ -10,6 +10,7 @@ import pytest
 
 from ablate.cli import main
 from ablate.sweep.load import read_sweep
+from helpers.runs import every_command
 from helpers.tiny_sweeps import write_sweep
 
 pytestmark = pytest.mark.system
@@ -32,28 +33,7 @@ def test_a_sweep_on_a_file_uri_and_every_command_on_it(ray_local, tmp_path, caps
     assert "4 trials run" in out and "name=directpred" in out  # the table at the end, read from the URI
     assert pd.read_parquet(tmp_path / "store" / "uri").trial_id.nunique() == 4
     assert main(["run", folder]) == 0 and "already in" in capsys.readouterr().out  # the folder, overrides kept
-    for argv, expect in (
-        (["status", folder], "4 done"),
-        (["table", folder], "(n=2)"),
-        (["plot", folder, "--format", "png"], "z_std.png"),
-        (["report", folder], "_report.html"),
-        (
-            [
-                "compare",
-                folder,
-                "--a",
-                "predictor.name=directpred",
-                "--b",
-                "predictor.name=linear",
-                "--metric",
-                "z_std",
-            ],
-            "Welch t",
-        ),
-        (["export", folder, "--best", "z_std", "--to", str(tmp_path / "t.pt")], "load it with"),
-    ):
-        assert main(argv) == 0, argv
-        assert expect in capsys.readouterr().out, argv
+    every_command(main, folder, capsys, tmp_path / "t.pt", "z_std.png", "_uri/report.html")
     assert main(["run", str(path), "--storage", storage, "--set", "seeds=[0,1]", "--restart"]) == 0
     assert "moved old results to" in capsys.readouterr().out
     assert len(list((tmp_path / "store").glob("uri.old-*"))) == 1 and not list(tmp_path.rglob("file:*"))

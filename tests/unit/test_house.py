@@ -40,6 +40,7 @@ def test_the_root_holds_only_the_entry_points_and_each_room_says_its_job():
         "benchmark",
         "cluster",
         "config",
+        "datasets",
         "models",
         "results",
         "runner",

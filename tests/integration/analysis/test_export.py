@@ -14,6 +14,7 @@ from ablate.cli import main
 from ablate.config.trial import ModelConfig, load_trial_config
 from ablate.errors import UserError
 from ablate.models.trunks import build_trunk, export_state_dict
+from ablate.results.layout import SweepDir
 from ablate.results.schema import trial_columns
 from helpers.sweeps import write_sweep
 
@@ -22,7 +23,7 @@ def _fake_trial(
     root: Path, model: dict, in_channels: int, seed: int, probe: float, save: bool = True, status: str = "ok"
 ) -> tuple[str, torch.nn.Module]:
     """One finished trial the way the runner leaves it: rows in <root>/<id>.parquet and the online
-    trunk's export_state_dict in <root>/_weights/<id>/trunk_final.pt (random weights: the trunk)."""
+    trunk's export_state_dict in SweepDir.at(<root>).weights(<id>)/trunk_final.pt (random weights: the trunk)."""
     cfg = load_trial_config({"model": model, "seed": seed})
     torch.manual_seed(seed)
     trunk = build_trunk(cfg.model, in_channels)
@@ -41,8 +42,8 @@ def _fake_trial(
     ]
     write_sweep(root, [rows])
     if save:
-        (root / "_weights" / tid).mkdir(parents=True)
-        torch.save(export_state_dict(trunk), root / "_weights" / tid / "trunk_final.pt")
+        SweepDir.at(root).weights(tid).local.mkdir(parents=True)
+        torch.save(export_state_dict(trunk), SweepDir.at(root).weights(tid).local / "trunk_final.pt")
     return tid, trunk
 
 
@@ -166,7 +167,7 @@ def test_real_trial_weights_export(tmp_path):
     pretrain(cfg, rows.append, artifacts=ArtifactStore(SweepDir.at(root).weights(tid)))
     write_sweep(root, [[{**r, "sweep": "real"} for r in rows]])
     out = write_trunk(root, best="probe_top1_best", to=tmp_path / "real.pt")
-    saved = torch.load(root / "_weights" / tid / "trunk_final.pt")
+    saved = torch.load(SweepDir.at(root).weights(tid).local / "trunk_final.pt")
     exported = torch.load(out)
     assert saved.keys() == exported.keys() and all(torch.equal(saved[k], exported[k]) for k in saved)
     trunk = read_trunk(out)

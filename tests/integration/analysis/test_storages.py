@@ -15,38 +15,14 @@ import ablate
 from ablate.cli import main
 from ablate.config.trial import ModelConfig
 from ablate.models.trunks import build_trunk, export_state_dict
-from ablate.results.io import ArtifactStore, Expect, ResultsStore
 from ablate.results.layout import SweepDir
 from ablate.results.location import Location
-from ablate.results.schema import schema_for
-from ablate.sweep.load import read_sweep
-from helpers.sweeps import trial_rows
-
-SWEEP = """\
-name: stores
-base:
-  model: {trunk: convnet, width: 8}
-  train: {epochs: 10}
-grid:
-  predictor.name: [linear, directpred]
-seeds: [0, 1]
-table: {rows: [predictor.name], metric: probe_top1_best}
-"""
+from helpers.sweeps import fill_run_folder
 
 
 def fill(folder: SweepDir, tmp_path) -> list[str]:
-    """The folder as ``ablate run`` leaves it: sweep file, overrides, one file of rows per trial, weights."""
-    (tmp_path / "stores.yaml").write_text(SWEEP)
-    sweep = read_sweep(tmp_path / "stores.yaml", {"seeds": [0, 1, 2]})
-    folder.sweep_file.write_text(SWEEP)
-    folder.overrides_file.write_text(json.dumps({"seeds": [0, 1, 2]}))
-    store = ResultsStore(folder, Expect("stores", schema_for("ssl")))
-    for t in sweep.trials:
-        acc = 0.80 if t.config.predictor.name == "directpred" else 0.70
-        store.add_many(trial_rows(t.config, "stores", acc + 0.01 * t.config.seed))
-        trunk = build_trunk(ModelConfig(width=8), 1)
-        ArtifactStore(folder.weights(t.trial_id)).save("trunk_final.pt", export_state_dict(trunk))
-    return [t.trial_id for t in sweep.trials]
+    """The folder as ``ablate run`` leaves it, run with three seeds."""
+    return [t.trial_id for t in fill_run_folder(folder, tmp_path, {"seeds": [0, 1, 2]})]
 
 
 def where(kind: str, tmp_path) -> tuple[SweepDir, object]:
@@ -67,10 +43,10 @@ def test_every_analysis_command_reads_the_folder_where_it_lives(kind, tmp_path):
     t = ablate.table(name)
     assert t.cell("name=directpred").n == 3 and t.cell("name=directpred").mean == pytest.approx(81.0)
     figs = ablate.plot(name, formats=("png",))
-    assert {str(f).rsplit("/", 1)[-1] for f in figs} == {"accuracy.png", "z_std.png"}  # no spectra in these rows
-    assert (folder.figures / "accuracy.png").read_bytes()[:4] == b"\x89PNG"  # default: <results>/_figures
+    assert {str(f).rsplit("/", 1)[-1] for f in figs} == {"accuracy.png", "loss.png", "z_std.png"}  # no spectra
+    assert (folder.figures / "accuracy.png").read_bytes()[:4] == b"\x89PNG"  # default: <storage>/_<sweep>/figures
     report = ablate.report(name, "markdown")
-    assert "## Provenance" in folder.report("markdown").read_text() and str(report).endswith("_report.md")
+    assert "## Provenance" in folder.report("markdown").read_text() and str(report).endswith("_stores/report.md")
     r = ablate.compare_arms(name, {"predictor.name": "directpred"}, {"predictor.name": "linear"})
     assert r.diff == pytest.approx(0.10) and (r.n_a, r.n_b) == (3, 3)
     out = ablate.export_trunk(name, best="probe_top1_best", to=tmp_path / "trunk.pt")
@@ -86,7 +62,7 @@ def test_the_commands_on_the_command_line(kind, tmp_path, capsys, monkeypatch):
     for argv, expect in (
         (["status", name], "6 done"),
         (["table", name, "--format", "csv"], "name=directpred"),
-        (["report", name], "_report.html"),
+        (["report", name], "_stores/report.html"),
         (["plot", name, "--format", "png"], "accuracy.png"),
         (["compare", name, "--a", "predictor.name=directpred", "--b", "predictor.name=linear"], "significant"),
         (["export", name, "--best", "probe_top1_best", "--to", str(tmp_path / "t.pt")], "load it"),

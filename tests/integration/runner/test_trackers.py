@@ -89,9 +89,11 @@ def test_tensorboard_event_files_read_by_tensorboard(tracked):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     _, root, ids, _ = tracked
-    assert sorted(p.name for p in (root / "_tensorboard").iterdir()) == ids  # one folder per trial_id
+    assert (
+        sorted(p.name for p in SweepDir.at(root).tracker_dir("tensorboard").iterdir()) == ids
+    )  # one folder per trial_id
     for tid in ids:
-        acc = EventAccumulator(str(root / "_tensorboard" / tid))
+        acc = EventAccumulator(str(SweepDir.at(root).tracker_dir("tensorboard") / tid))
         acc.Reload()
         tags = acc.Tags()["scalars"]
         for metric in ("loss", "probe_top1_best", "knn_top1", "z_std", "eig_align", "commutator", "wall_s"):
@@ -136,7 +138,7 @@ def test_mlflow_run_readable_through_client(tracked):
 @pytest.mark.skipif(not _installed("wandb"), reason="wandb not installed (pip install 'ablate[wandb]')")
 def test_wandb_offline_writes_run_folders(tracked):
     _, root, ids, printed = tracked
-    runs = sorted((root / "_wandb" / "wandb").glob("offline-run-*"))
+    runs = sorted((SweepDir.at(root).tracker_dir("wandb") / "wandb").glob("offline-run-*"))
     assert len(runs) == len(ids)
     # Offline runs are protobuf records (read by `wandb sync`; no Python reader ships with wandb >= 0.2x):
     # check that each run file carries its trial_id (run name), group, config keys and metric names.
@@ -159,7 +161,7 @@ def test_wandb_offline_writes_run_folders(tracked):
     for b in blobs:
         for token in (b"trk", b"predictor.name", b"directpred", b"probe_top1_best", b"z_std", b"epoch"):
             assert token in b, token
-    assert f"wandb sync {root / '_wandb' / 'wandb'}" in printed
+    assert f"wandb sync {SweepDir.at(root).tracker_dir('wandb') / 'wandb'}" in printed
 
 
 # ---------------------------------------------------------------- fast checks (no Tune)
@@ -206,7 +208,9 @@ def test_row_metrics_and_trial_info():
 def test_mlflow_uri(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     folder = SweepDir.at(tmp_path)
-    assert mlflow_uri(folder) == f"sqlite:///{(tmp_path / '_mlruns' / 'mlflow.db').resolve()}"
+    assert (
+        mlflow_uri(folder) == f"sqlite:///{(tmp_path.parent / f'_{tmp_path.name}' / 'mlruns' / 'mlflow.db').resolve()}"
+    )
     assert mlflow_uri(folder, "http://host:5000") == "http://host:5000"
     assert mlflow_uri(folder, str(tmp_path / "store")).endswith("store/mlflow.db")
 

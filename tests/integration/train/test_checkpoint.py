@@ -114,8 +114,8 @@ def test_checkpoint_files_load_without_unpickling_arbitrary_objects(tmp_path):
 def test_checkpoint_roots_are_keyed_by_our_trial_id(tmp_path):
     roots = SweepDir.at(tmp_path / "res" / "sw").checkpoint_roots("abc123")
     assert [str(r) for r in roots] == [
-        str(tmp_path / "res/sw/_ray/sw/abc123"),
-        str(tmp_path / "res/sw/_ray/_train/abc123"),
+        str(tmp_path / "res/_sw/ray/sw/abc123"),
+        str(tmp_path / "res/_sw/ray/_train/abc123"),
     ]
 
 

@@ -71,14 +71,15 @@ def test_bf16_autocast_keeps_the_loss_and_directpred_stays_fp32():
 
 
 def test_bf16_autocast_is_really_on():
-    """Guards the test above: under the loop's autocast the online network computes in bf16."""
+    """Guards the test above: under the loop's autocast the trunk computes in bf16, while the
+    projections that feed F_hat and the loss come out of the projector's last layer in fp32."""
     from ablate.train.loop import autocast_for
 
     lp = loop_of(**{"train.precision": "bf16"})
     x = torch.rand(4, 1, 16, 16)
     with autocast_for(lp.cfg, lp.device):
         y, z = lp.pair.online(x)
-    assert z.dtype == torch.bfloat16
+    assert y.dtype == torch.bfloat16 and z.dtype == torch.float32
 
 
 def _sgd_twin(loop, **kwargs):
@@ -106,9 +107,11 @@ def test_foreach_sgd_equals_the_for_loop_and_fused(impl):
         for p, q in zip(ref.pair.parameters(), twin.pair.parameters()):
             assert torch.equal(p, q)
     else:
-        assert all(rel(x, y) < 1e-6 for x, y in zip(a, b))
+        # other kernels round differently (FMA contraction, vector widths differ between CPUs), and
+        # a few steps carry that forward: close to fp32 precision, not bit for bit
+        assert all(rel(x, y) < 1e-5 for x, y in zip(a, b))
         for p, q in zip(ref.pair.parameters(), twin.pair.parameters()):
-            torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-7)
+            torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.slow

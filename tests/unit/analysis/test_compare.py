@@ -125,7 +125,8 @@ def test_compare_arms_within_one_sweep():
 def test_select_compares_values_canonically():
     df = _results({"linear": B})
     assert len(select(df, {"ema.tau": "0.996"})) == len(df)
-    assert select(df, {"ema.tau": 0.99}).empty
+    with pytest.raises(UserError, match="ema.tau=0.99: no trial has this value; ema.tau values here: 0.996"):
+        select(df, {"ema.tau": 0.99})  # an empty arm would read as "too few seeds"
 
 
 def test_compare_by_cells():

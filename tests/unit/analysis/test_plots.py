@@ -6,9 +6,9 @@ import pandas as pd
 import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-from ablate.analysis.plots import _lines_figure, arms, plot_sweep
+from ablate.analysis.plots import LEADING, Arm, _lines_figure, arms, plot_sweep, spectra_names, sweep_figures
 from ablate.errors import UserError
-from ablate.sweep.schema import TableSpec
+from ablate.sweep.table_block import TableSpec
 from helpers.sweeps import STL, T3_BASE, config, expansion_rows, flat, trial_rows, write_sweep
 
 SPEC = TableSpec(rows=("predictor.rho",), cols=("predictor.eps",), labels={"predictor.eps=0.5": "large eps"})
@@ -35,8 +35,9 @@ def test_plot_sweep_writes_every_figure_as_png_and_pdf(small, tmp_path):
     df, expected = small
     paths = plot_sweep(df, SPEC, tmp_path / "fig", expected=expected)
     names = {p.name for p in paths}
-    stems = ["accuracy", "z_std", "eigen", "spectra_rho=0.3_eps=0.1", "spectra_rho=0.3_large_eps"]
+    stems = ["accuracy", "loss", "z_std", "eigen", "spectra_rho-0.3_eps-0.1", "spectra_rho-0.3_large_eps"]
     assert names == {f"{s}.{e}" for s in stems for e in ("png", "pdf")}
+    assert not any("=" in n for n in names)  # file names a shell or a URL takes as they are
     for p in paths:
         assert p.is_file() and p.parent == tmp_path / "fig"
         assert is_png(p) if p.suffix == ".png" else p.read_bytes()[:5] == b"%PDF-"
@@ -81,7 +82,7 @@ def test_arms_without_spectra_get_no_eigen_figures(tmp_path):
     ]
     df = write_sweep(tmp_path / "mlp", trials)
     paths = plot_sweep(df, TableSpec(rows=("ema.tau",)), tmp_path / "fig", formats=("png",))
-    assert sorted(p.name for p in paths) == ["accuracy.png", "z_std.png"]
+    assert sorted(p.name for p in paths) == ["accuracy.png", "loss.png", "z_std.png"]
     assert all(is_png(p) for p in paths)
 
 
@@ -97,7 +98,47 @@ def test_plot_results_of_a_loaded_sweep(small, tmp_path):
     root = tmp_path / "stl10_directpred"
     write_sweep(root, expansion_rows(sweep, lambda t: 0.75 + 0.01 * t.axes["seed"], spectra=True))
     paths = ablate.plot(sweep, formats=("png",), storage=tmp_path)
-    assert {p.parent for p in paths} == {root / "_figures"}
+    assert {p.parent for p in paths} == {tmp_path / "_stl10_directpred" / "figures"}
     assert "accuracy.png" in {p.name for p in paths} and all(is_png(p) for p in paths)
     with pytest.raises(UserError, match="no results of this sweep yet"):
         ablate.plot(sweep, storage=tmp_path / "none")
+
+
+def test_accuracy_figure_shows_the_probe_beside_knn_in_percent_whatever_the_table_shows(small):
+    """A table of z_std (scale 1) still gets the linear-probe curve, and both accuracies are plotted in %."""
+    df, expected = small
+    figs = dict(sweep_figures(df, TableSpec(rows=("predictor.eps",), metric="z_std", scale=1.0), expected=expected))
+    probe, knn = figs["accuracy"].axes[:2]
+    assert "linear probe" in probe.get_ylabel() and "kNN" in knn.get_ylabel()
+    assert all("%" in ax.get_ylabel() for ax in (probe, knn))
+    # stored as fractions (kNN ends at 0.9 x 0.75 = 0.675 for seed 0): plotted as 67.5, not 0.675
+    assert max(max(line.get_ydata()) for line in knn.get_lines()) > 1
+    assert max(max(line.get_ydata()) for line in probe.get_lines()) == pytest.approx(75.5)
+
+
+def test_spectra_figure_draws_the_leading_eigenvalues_as_labelled_lines_and_the_rest_as_a_band(tmp_path):
+    d = 20
+    rows = trial_rows(config(STL, {}, 0), "dp", 0.7, epochs=(1, 2, 3), spectra=True)
+    for i, row in enumerate(rows):
+        row["f_eigs"] = [(1.0 + i) * 0.7**j for j in range(d)]
+        row["wp_eigs"] = [0.9**j for j in range(d)]
+    df = write_sweep(tmp_path / "dp", [rows])
+    fig = dict(sweep_figures(df, TableSpec(rows=("predictor.eps",))))["spectra_eps-0.1"]
+    f_ax, wp_ax = fig.axes[:2]
+    assert len(f_ax.get_lines()) == LEADING == len(wp_ax.get_lines())  # not one line per direction
+    assert len(f_ax.collections) == 1  # the other d - LEADING directions share one band
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert labels[0] == f"j = {LEADING}..{d - 1} (min-max)"
+    assert labels[1:] == ["j = 0 (largest $s_j$)"] + [f"j = {j}" for j in range(1, LEADING)]
+    assert list(f_ax.get_lines()[0].get_ydata()) == pytest.approx([1.0, 2.0, 3.0])  # the largest s_j, as stored
+
+
+def test_spectra_names_have_no_equals_sign_and_stay_distinct():
+    empty = pd.DataFrame()
+    groups = [
+        Arm(label, "", "", empty) for label in ("predictor=directpred, tau=0.996", "predictor-directpred tau-0.996")
+    ]
+    assert spectra_names(groups) == [
+        "spectra_predictor-directpred_tau-0.996",
+        "spectra_predictor-directpred_tau-0.996_2",
+    ]

@@ -9,10 +9,11 @@ import pytest
 
 import ablate
 from ablate.analysis.report import provenance_summary, status_counts, write_report
+from ablate.analysis.tables import expected_configs
 from ablate.errors import UserError
 from ablate.sweep.load import read_sweep
-from ablate.sweep.schema import TableSpec
-from helpers.sweeps import T3_BASE, config, flat, trial_rows, write_sweep
+from ablate.sweep.table_block import TableSpec
+from helpers.sweeps import STL, T3_BASE, config, flat, trial_rows, write_sweep
 
 REPO = Path(__file__).resolve().parents[3]
 SPEC = TableSpec(
@@ -62,7 +63,7 @@ def test_html_report_is_self_contained(results):
     assert out == root / "_report.html"
     page = out.read_text()
     images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
-    assert len(images) == 5  # accuracy, z_std, eigen, and the spectra of each of the two arms
+    assert len(images) == 6  # accuracy, loss, z_std, eigen, and the spectra of each of the two arms
     assert all(base64.b64decode(b)[:4] == b"\x89PNG" for b in images)
     assert not re.search(r'src="(?!data:)', page)  # nothing loaded from elsewhere
     assert "paper 74.51 ± 0.47" in page  # the sweep names table3: its numbers are in the report
@@ -106,3 +107,83 @@ def test_report_of_a_partly_run_sweep_shows_missing_cells_and_the_paper(tmp_path
     text = ablate.report(sweep, "markdown", tmp_path / "r.md", storage=tmp_path).read_text()
     assert "— (0/5)" in text and "paper 77.86 ± 0.16" in text  # missing cells, paper numbers
     assert "name: stl10_directpred" in text
+
+
+def test_report_summarises_the_config_and_has_one_row_per_trial(results, tmp_path):
+    root, expected = results
+    text = write_report(
+        pd.read_parquet(root), SPEC, tmp_path / "r.md", fmt="markdown", expected=expected, paper=False
+    ).read_text()
+    config_part = text.split("## Configuration")[1].split("## Trials")[0]
+    assert "What varies across the 5 trials:" in config_part
+    assert "| seed | 0, 1, 2 |" in config_part and "| ema.tau | 0.996, 0 |" in config_part
+    assert "Fixed in every trial" in config_part and "| predictor.name | linear |" in config_part
+    assert "| data.name | stl10 |" in config_part
+    trials = text.split("## Trials")[1].split("## Figures")[0]
+    header = next(line for line in trials.splitlines() if line.startswith("| trial |"))
+    cells = [c.strip() for c in header.strip("|").split("|")]
+    assert cells[:3] == ["trial", "seed", "ema.tau"] and cells[-4:] == ["status", "epochs", "wall time", "device time"]
+    assert "probe top-1 best (%)" in cells and "kNN top-1 (%)" in cells and "loss" in cells
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in trials.splitlines()[header_at(trials) + 2 :]]
+    rows = [r for r in rows if len(r) == len(cells)]
+    assert len(rows) == 5
+    by_status = {r[cells.index("status")] for r in rows}
+    assert by_status == {"ok", "diverged", "unfinished"}
+    # table order: EMA arm (seeds 0, 1, then the unfinished 2), then no EMA; wall time = wall_s of the last row
+    assert [(r[1], r[2]) for r in rows] == [("0", "0.996"), ("1", "0.996"), ("2", "0.996"), ("0", "0"), ("1", "0")]
+    assert rows[0][cells.index("wall time")] == "30.0 s" and rows[2][cells.index("wall time")] == "20.0 s"
+    assert rows[0][cells.index("probe top-1 best (%)")] == "74.00"
+    assert "wall time: seconds from the trial's start to its last row" in trials
+    assert "by construction" not in text  # no DirectPred here
+
+
+def header_at(text: str) -> int:
+    return next(i for i, line in enumerate(text.splitlines()) if line.startswith("| trial |"))
+
+
+def test_report_says_why_directpred_is_aligned_by_construction_beside_the_eigen_figure(tmp_path):
+    trials = [
+        trial_rows(config(STL, {"predictor": {"name": name}}, s), "dp", 0.7, spectra=True)
+        for name in ("directpred", "linear")
+        for s in (0, 1)
+    ]
+    df = write_sweep(tmp_path / "dp", trials)
+    spec = TableSpec(rows=("predictor.name",))
+    text = write_report(df, spec, tmp_path / "r.md", fmt="markdown", paper=False).read_text()
+    figures = text.split("## Figures")[1]
+    eigen = figures.split("![eigen]")[1].split("![spectra_")[0]
+    assert "DirectPred's eigen-alignment is 1 by construction" in eigen
+    assert "W_p = U diag(p) U^T" in eigen and "predictor.freq > 1" in eigen
+    assert "DirectPred's eig-align is 1 by construction: see the note under the eigen figure" in text
+    assert "Set in some trials only" in text and "where predictor.name=directpred" in text  # rho, eps, freq ...
+    page = write_report(df, spec, tmp_path / "r.html", paper=False).read_text()
+    assert page.count("1 by construction") == 2 and "<details open><summary>Each trial" in page
+
+
+def test_report_starts_with_the_sweeps_description_and_names_its_overrides(tmp_path):
+    sweep = read_sweep(REPO / "sweeps" / "smoke.yaml", {"seeds": [3], "train.epochs": 2})
+    df = write_sweep(
+        tmp_path / sweep.name, [trial_rows(t.config, sweep.name, 0.9, epochs=(1, 2)) for t in sweep.trials]
+    )
+    expected = expected_configs(sweep)
+    out = write_report(
+        df, sweep.table, tmp_path / "r.md", sweep=sweep, fmt="markdown", expected=expected, title="smoke"
+    )
+    text = out.read_text()
+    top = text.split("## Table")[0]
+    assert sweep.description.strip() in top
+    config_part = text.split("## Configuration")[1].split("## Trials")[0]
+    assert "--set overrides: --set 'seeds=[3]' --set train.epochs=2" in config_part
+    assert "| predictor.name | none, linear, mlp, directpred |" in config_part
+
+
+def test_report_says_the_measured_compute_of_the_sweep_and_of_each_trial(results, tmp_path):
+    root, expected = results
+    df = pd.read_parquet(root)
+    df["device_s"] = 720.0  # every row; a trial's final row counts
+    sweep = read_sweep(REPO / "sweeps" / "stl10_directpred.yaml", validate_paths=False)  # resources.gpu 0.25
+    n = df[df.is_final].trial_id.nunique()
+    text = write_report(df, SPEC, tmp_path / "r.md", fmt="markdown", sweep=sweep, paper=False).read_text()
+    trials = text.split("## Trials")[1]
+    assert f"Measured compute: {n * 720 * 0.25 / 3600:.3g} GPU-hours in all" in trials
+    assert "| 12:00 |" not in trials and "0:12:00" in trials  # 720 s of device time per trial

@@ -17,15 +17,16 @@ import pytest
 
 import ablate
 from ablate.analysis.paper import canon, load_paper
+from ablate.analysis.protocols import with_protocol
 from ablate.analysis.render import render
-from ablate.analysis.tables import axis_label, build_table, expected_configs, with_protocol
+from ablate.analysis.tables import axis_label, build_table, expected_configs
 from ablate.config.tree import build
 from ablate.config.trial import TrialConfig, load_trial_config
 from ablate.errors import UserError
 from ablate.results.layout import PAPER_FILE
 from ablate.results.schema import config_columns
 from ablate.sweep.load import read_sweep
-from ablate.sweep.schema import TableSpec
+from ablate.sweep.table_block import TableSpec
 from ablate.sweep.validated import undot
 from helpers.sweeps import (
     SEED_OFFSET,

@@ -13,6 +13,7 @@ from ablate.benchmark.sizes import BenchSizes, sizes_for
 from ablate.benchmark.suite import SECTIONS, fmt_number, parse_sections, render_bench, run_bench
 from ablate.cli import build_parser
 from ablate.errors import UserError
+from ablate.train.cost import THROUGHPUT
 
 
 class FakeClock:
@@ -207,7 +208,9 @@ def test_run_bench_end_to_end_with_tiny_sizes(tmp_path):
         sizes=TINY,
         log=lambda msg: None,
     )
-    assert list(df["section"]) == ["augment", "step"] + ["directpred"] * 3 + ["eval"] * 3 + ["gpu"]
+    assert list(df["section"]) == ["augment"] + ["step"] * 2 + ["directpred"] * 3 + ["eval"] * 3 + ["gpu"]
+    flops = df[df["what"] == THROUGHPUT]  # what `ablate check` turns FLOPs into hours with
+    assert len(flops) == 1 and flops["unit"].item() == "FLOP/s" and flops["ours"].item() > 1e6
     measured = df[df["section"] != "gpu"]
     assert (measured["ours"] > 0).all() and (measured["baseline"] > 0).all()
     assert set(measured["verdict"]) <= {"met", "missed", ""}

@@ -109,7 +109,7 @@ def test_settings_are_quoted_and_the_script_parses(tmp_path):
         "/s.yaml",
         "s",
         "/shared/r",
-        Path("/shared/r/s/_slurm"),
+        Path("/shared/r/_s/slurm"),
         python="/opt/my env/bin/python3",
         workdir="/home/me/proj $x",
     )
@@ -144,7 +144,7 @@ def test_sbatch_lines_follow_the_options():
         "--time": "24:00:00",
         "--partition": "gpu",
         "--account": "proj-1",
-        "--output": "/lustre/r/stl10_directpred/_slurm/%j.out",
+        "--output": "/lustre/r/_stl10_directpred/slurm/%j.out",
         "--open-mode": "append",
         "--requeue": None,
         "--signal": "B:USR1@90",
@@ -169,15 +169,15 @@ def test_gpu_line_omitted_without_gpus_and_optional_lines_absent():
 def test_job_name_and_log_folder_are_safe_for_sbatch():
     lines = sbatch_lines(render(sweep_name="a b;c", storage="/shared/my results"))
     assert lines["--job-name"] == "ablate-a_b_c"
-    assert lines["--output"] == '"/shared/my results/a b;c/_slurm/%j.out"'
-    assert sbatch_lines(render(storage="/r/100%"))["--output"] == "/r/100%%/s/_slurm/%j.out"
+    assert lines["--output"] == '"/shared/my results/_a b;c/slurm/%j.out"'
+    assert sbatch_lines(render(storage="/r/100%"))["--output"] == "/r/100%%/_s/slurm/%j.out"
     with pytest.raises(UserError, match="double quotes"):
         render(storage='/r/"x"')
 
 
 def test_uri_storage_keeps_slurm_logs_under_the_submit_dir():
     text = render(storage="s3://bucket/results")
-    assert sbatch_lines(text)["--output"] == os.path.abspath("results/s/_slurm") + "/%j.out"
+    assert sbatch_lines(text)["--output"] == os.path.abspath("results/_s/slurm") + "/%j.out"
     assert run_line(text)[5:7] == ["--storage", "s3://bucket/results"]
 
 
@@ -342,8 +342,8 @@ def test_dry_run_prints_the_script_and_does_not_call_sbatch(tmp_path, fake_sbatc
 
 def test_submit_writes_the_script_and_prints_the_job(tmp_path, fake_sbatch, capsys):
     out = submit_cli(capsys, str(REPO / "sweeps/smoke.yaml"), "--storage", str(tmp_path / "r"), "--cpus-per-task", "2")
-    kept = tmp_path / "r/smoke/_slurm/4242.sbatch"
-    assert fake_sbatch.read_text().splitlines() == ["--parsable", str(tmp_path / "r/smoke/_slurm/ablate-smoke.sbatch")]
+    kept = tmp_path / "r/_smoke/slurm/4242.sbatch"
+    assert fake_sbatch.read_text().splitlines() == ["--parsable", str(tmp_path / "r/_smoke/slurm/ablate-smoke.sbatch")]
     assert sbatch_lines(kept.read_text())["--cpus-per-task"] == "2"
     assert "SLURM job 4242" in out and "4242.out" in out
 
@@ -417,7 +417,7 @@ def stub_job(tmp_path):
             "/s.yaml",
             "s",
             str(tmp_path / "r"),
-            tmp_path / "r/s/_slurm",
+            tmp_path / "r/_s/slurm",
             ["a=b"],
             python=str(bin_dir / "python"),
             workdir=str(tmp_path),

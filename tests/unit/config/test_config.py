@@ -45,7 +45,7 @@ def test_predictor_variant_is_picked_by_name():
         ({"train": {"epochs": True}}, "<config>: train.epochs: expected int, got True"),
         (
             {"data": {"name": "stl10"}},
-            "<config>: data.root: dataset 'stl10' needs data.root, the directory that holds it (it is never downloaded)",
+            "<config>: data.root: dataset 'stl10' needs data.root, the directory that holds it (get it with `ablate data fetch stl10`)",
         ),
     ],
 )

@@ -121,3 +121,68 @@ def test_projector_is_linear_bn_relu_linear(affine):
     assert (lin1.in_features, lin1.out_features, lin2.out_features) == (32, 24, 8)
     assert isinstance(bn, nn.BatchNorm1d) and bn.affine == affine and isinstance(relu, nn.ReLU)
     assert proj(torch.randn(5, 32)).shape == (5, 8) and proj.out_dim == 8
+
+
+# ------------------------------------------------------------------ the pair: what feeds F_hat
+def pair_of(**cfg):
+    from ablate.config.trial import load_trial_config
+    from ablate.models.pair import BYOLPair
+
+    tree = {"model": {"width": 8}, "projector": {"hidden_dim": 16, "out_dim": 8}, **cfg}
+    torch.manual_seed(0)
+    return BYOLPair(load_trial_config(tree), in_channels=1)
+
+
+@pytest.mark.parametrize("symmetric", [True, False])
+def test_f_hat_is_built_from_what_the_predictor_was_fed(symmetric):
+    """Symmetric loss: both views reach the predictor, F_hat = E[f f^T] over cat(z1, z2); one
+    direction: only z1 does, so F_hat is E[z1 z1^T] alone."""
+    pair = pair_of(predictor={"name": "directpred"}, loss={"symmetric": symmetric})
+    x1, x2 = torch.randn(6, 1, 16, 16), torch.randn(6, 1, 16, 16)
+    loss, seen = pair(x1, x2)
+    (_, z1), (_, z2) = pair.online(x1), pair.online(x2)
+    f = torch.cat([z1, z2]) if symmetric else z1
+    assert torch.allclose(seen["f"], f.detach(), atol=1e-6) and seen["t"].shape == f.shape
+    pair.predictor.observe(**seen)
+    assert torch.allclose(pair.predictor.corr, f.T @ f / len(f), atol=1e-5)
+
+
+def test_projections_stay_fp32_under_bf16_autocast():
+    """z feeds F_hat: its last layer runs in fp32 even when the trunk runs in bf16."""
+    proj = Projector(32, ProjectorConfig(hidden_dim=16, out_dim=8))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        z = proj(torch.randn(4, 32))
+        hidden = proj.layers[0](torch.randn(4, 32))
+    assert z.dtype == torch.float32 and hidden.dtype == torch.bfloat16
+
+
+# ------------------------------------------------------------------ the target's EMA schedule
+@pytest.mark.parametrize("k, total", [(0, 100), (25, 100), (50, 100), (99, 100), (100, 100), (3, 7)])
+def test_cosine_ema_schedule_is_byols_formula(k, total):
+    import math
+
+    from ablate.models.pair import EMA_SCHEDULES
+
+    want = 1 - (1 - 0.996) * (math.cos(math.pi * k / total) + 1) / 2  # BYOL, Sec. 3.2
+    assert EMA_SCHEDULES["cosine"](0.996, k, total) == pytest.approx(want, abs=1e-15)
+    assert EMA_SCHEDULES["constant"](0.996, k, total) == 0.996
+    assert EMA_SCHEDULES["cosine"](0.996, 0, total) == pytest.approx(0.996)
+    assert EMA_SCHEDULES["cosine"](0.996, total, total) == pytest.approx(1.0)
+
+
+def test_update_target_moves_by_the_scheduled_tau():
+    pair = pair_of(ema={"tau": 0.5, "init": "independent", "schedule": "cosine"})
+    t0 = [q.detach().clone() for q in pair.target.parameters()]
+    on = [q.detach().clone() for q in pair.online.parameters()]
+    pair.update_target(step=100, total=100)  # tau = 1 at the end: the target stays
+    assert all(torch.equal(a, b) for a, b in zip(pair.target.parameters(), t0))
+    pair.update_target(step=0, total=100)  # tau = 0.5 at the start: halfway to the online net
+    assert all(torch.allclose(a, (b + c) / 2, atol=1e-6) for a, b, c in zip(pair.target.parameters(), t0, on))
+
+
+def test_a_cosine_schedule_without_a_target_network_is_refused():
+    from ablate.config.trial import load_trial_config
+    from ablate.errors import UserError
+
+    with pytest.raises(UserError, match="ema.schedule: cosine needs a target network"):
+        load_trial_config({"ema": {"tau": 0.0, "schedule": "cosine"}})

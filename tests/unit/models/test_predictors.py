@@ -7,6 +7,7 @@ import torch
 
 from ablate.config.trial import PredictorConfig, load_trial_config
 from ablate.models.predictors import (
+    PLUGIN_SOLVES,
     PREDICTORS,
     build_predictor,
     directcopy_weight,
@@ -85,12 +86,12 @@ def test_directcopy_weight_is_frobenius_normalised_f_plus_eps():
 def test_f_hat_is_the_uncentred_batch_value_first_then_an_ema():
     p = predictor(dim=2, name="directpred", rho=0.3)
     assert p.corr is None
-    t = torch.zeros(1, 2)
-    p.observe(torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 2.0]]), t, t)
+    t = torch.zeros(2, 2)
+    p.observe(torch.tensor([[1.0, 0.0], [0.0, 2.0]]), t)
     f1 = torch.diag(torch.tensor([0.5, 2.0]))  # (z1 z1^T + z2 z2^T) / 2B
     assert torch.allclose(p.corr, f1)
-    ones = torch.ones(1, 2)
-    p.observe(ones, ones, t, t)  # not centred: a constant batch still has F = 1 1^T
+    ones = torch.ones(2, 2)
+    p.observe(ones, t)  # not centred: a constant batch still has F = 1 1^T
     assert torch.allclose(p.corr, 0.3 * f1 + 0.7 * torch.ones(2, 2))
     assert p.corr.dtype == torch.float32
 
@@ -99,7 +100,7 @@ def test_directpred_sets_w_p_on_the_reference_codes_schedule():
     """freq 3: plug-ins on steps 1, 4, 7 (reference: 0-based niter % freq == 0); SGD in between."""
     p = predictor(dim=4, name="directpred", freq=3, eps=0.1)
     z = torch.randn(8, 4, generator=torch.Generator().manual_seed(0))
-    p.observe(z[:4], z[4:], z[:4], z[4:])
+    p.observe(z, z)
     target = directpred_weight(p.corr, 0.1)
     w = p.linear_weight()
     p.after_optimizer_step(1)
@@ -123,7 +124,7 @@ def test_directpred_sets_w_p_on_the_reference_codes_schedule():
 def test_directpred_copy_mode_plugs_in_directcopy():
     p = predictor(dim=4, name="directpred", mode="copy", eps=0.3)
     z = torch.randn(6, 4, generator=torch.Generator().manual_seed(1))
-    p.observe(z[:3], z[3:], z[:3], z[3:])
+    p.observe(z, z)
     p.after_optimizer_step(1)
     assert torch.allclose(p.linear_weight(), directcopy_weight(p.corr, 0.3))
 
@@ -131,12 +132,12 @@ def test_directpred_copy_mode_plugs_in_directcopy():
 def test_f_hat_survives_a_checkpoint_round_trip():
     p = predictor(dim=3, name="directpred", rho=0.5)
     z = torch.randn(4, 3)
-    p.observe(z, z, z, z)
+    p.observe(z, z)
     q = predictor(dim=3, name="directpred", rho=0.5)
     q.load_state_dict(p.state_dict())
     assert torch.equal(q.corr, p.corr)
-    q.observe(z, 2 * z, z, z)
-    p.observe(z, 2 * z, z, z)
+    q.observe(2 * z, z)
+    p.observe(2 * z, z)
     assert torch.equal(q.corr, p.corr)  # the EMA goes on, not restarting from the batch value
 
 
@@ -181,7 +182,7 @@ def test_registry_builds_every_variant_with_the_right_shapes():
         w = p.linear_weight()
         assert (w is None) == (name in ("none", "mlp")), name
         assert w is None or w.shape == (16, 16)
-        p.observe(z, z, z, z)
+        p.observe(z, z)
         assert (p.corr is not None) == (name in ("directpred", "plugin")), name
         p.after_optimizer_step(1)
         assert p(z).shape == (8, 16), name
@@ -191,16 +192,46 @@ def test_registry_builds_every_variant_with_the_right_shapes():
 
 
 # ------------------------------------------------------------------ plug-in (Table 1)
-def test_plugin_recovers_a_known_linear_map():
+def test_plugin_recovers_a_known_symmetric_map():
+    """Targets t = A f with A symmetric: C = A F, so the Lyapunov and least-squares solves give back
+    A; the paper's sym(C) F^-1 = (A + F A F^-1) / 2 does only where A and F commute."""
     g = torch.Generator().manual_seed(4)
     d, n = 5, 400
-    a = torch.randn(d, d, generator=g)  # not symmetric: C F^-1 and F^-1 C differ
-    z1 = torch.randn(n, d, generator=g) * torch.linspace(0.3, 2.0, d)  # anisotropic F
-    z2 = torch.randn(n, d, generator=g) * torch.linspace(2.0, 0.3, d)
-    p = predictor(dim=d, name="plugin", ridge=0.0)
-    p.observe(z1, z2, t1=z2 @ a.T, t2=z1 @ a.T)  # each view's target is A times the other view's f
-    p.after_optimizer_step(1)
-    assert torch.allclose(p.linear_weight(), a, atol=1e-3)
+    b = torch.randn(d, d, generator=g)
+    a = (b + b.T) / 2
+    f = torch.randn(n, d, generator=g) * torch.linspace(0.3, 2.0, d)  # anisotropic F
+    for solve, recovers in (("lyapunov", True), ("lstsq", True), ("paper", False)):
+        p = predictor(dim=d, name="plugin", ridge=0.0, solve=solve)
+        p.observe(f, f @ a.T)
+        p.after_optimizer_step(1)
+        assert torch.allclose(p.linear_weight(), a, atol=1e-3) == recovers, solve
+
+
+def direct_solves(f: np.ndarray, c: np.ndarray, lam: float) -> dict[str, np.ndarray]:
+    """Each solve written out in float64 without the eigenbasis: the paper's W = sym(C) (F + lam I)^-1,
+    the Lyapunov equation F W + W F + 2 lam W = 2 sym(C) as one linear system in vec(W), and lstsq."""
+    d = len(f)
+    sym, reg = (c + c.T) / 2, f + lam * np.eye(d)
+    kron = np.kron(np.eye(d), reg) + np.kron(reg.T, np.eye(d))  # vec(F' W + W F') = kron vec(W)
+    lyap = np.linalg.solve(kron, (2 * sym).reshape(-1, order="F")).reshape(d, d, order="F")
+    return {"paper": sym @ np.linalg.inv(reg), "lyapunov": lyap, "lstsq": c @ np.linalg.inv(reg)}
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_plugin_solves_match_a_direct_solve(seed):
+    g = torch.Generator().manual_seed(seed)
+    d, ridge = 6, 0.05
+    f = random_psd(d, seed + 10).float()
+    c = torch.randn(d, d, generator=g)  # a cross-correlation is not symmetric
+    lam = ridge * float(torch.trace(f)) / d
+    want = direct_solves(f.double().numpy(), c.double().numpy(), lam)
+    for name, solve in PLUGIN_SOLVES.items():
+        got = solve(f, c, ridge)
+        assert got.dtype == torch.float32
+        np.testing.assert_allclose(got.double().numpy(), want[name], rtol=1e-3, atol=1e-4, err_msg=name)
+    lyap = PLUGIN_SOLVES["lyapunov"](f, c, ridge)
+    assert torch.allclose(lyap, lyap.T, atol=1e-5)  # symmetric by construction
+    assert not torch.allclose(PLUGIN_SOLVES["paper"](f, c, ridge), PLUGIN_SOLVES["lstsq"](f, c, ridge), atol=1e-3)
 
 
 def test_plugin_weight_ridge_is_relative_to_the_trace():
@@ -224,6 +255,17 @@ def test_spectra_of_an_aligned_w_p_and_of_a_random_one():
     assert aligned["wp_eigs"] == pytest.approx(want_p, abs=1e-4)
     rand = spectra(f, torch.randn(8, 8, generator=torch.Generator().manual_seed(8)))
     assert rand["eig_align"] < 0.5 and rand["commutator"] > 0.1
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_eig_align_is_a_cosine_even_where_fp32_rounds_past_one(seed):
+    """W_p = F: every u_j is an eigenvector, so each cosine is 1 up to fp32 rounding, which lands on
+    either side of 1 (1 + 2 ulp for most of these seeds before the clamp)."""
+    g = torch.Generator().manual_seed(seed)
+    a = torch.randn(16, 16, generator=g)
+    f = a @ a.T / 16
+    got = spectra(f, f.clone())["eig_align"]
+    assert -1.0 <= got <= 1.0 and got == pytest.approx(1.0, abs=1e-3)  # eigh of an ill-conditioned F: ~1e-5
 
 
 @pytest.mark.gpu

@@ -1,4 +1,5 @@
 """The results folder: atomic per-trial files, one schema, resume bookkeeping, the run lock."""
+
 import io
 
 import pandas as pd
@@ -6,20 +7,25 @@ import pytest
 
 from ablate.config.trial import load_trial_config
 from ablate.errors import UserError
-from ablate.runner.progress import ProgressView
-from ablate.results.schema import schema_for
-from ablate.results.schema import failed_row, trial_columns
 from ablate.results.io import Expect, ResultsStore, move_aside
 from ablate.results.layout import SweepDir
 from ablate.results.lock import run_lock
+from ablate.results.schema import failed_row, schema_for, trial_columns
+from ablate.runner.progress import ProgressView
 
 SCHEMA = schema_for("ssl")
 EXPECT = Expect("s", SCHEMA)
 
 
 def row(cfg, epoch, final=False, status="ok", **metrics):
-    return {**trial_columns(cfg, "ssl", "cpu"), "sweep": "s", "epoch": epoch, "is_final": final,
-            "status": status, **metrics}
+    return {
+        **trial_columns(cfg, "ssl", "cpu"),
+        "sweep": "s",
+        "epoch": epoch,
+        "is_final": final,
+        "status": status,
+        **metrics,
+    }
 
 
 def test_rows_of_different_predictors_read_back_as_one_table(tmp_path):
@@ -38,11 +44,14 @@ def test_rows_of_different_predictors_read_back_as_one_table(tmp_path):
 def test_finished_ids_and_replacement_on_resume(tmp_path):
     store = ResultsStore(SweepDir.at(tmp_path / "s"), EXPECT)
     a, b = load_trial_config({"seed": 0}), load_trial_config({"seed": 1})
-    store.add(row(a, 1)); store.add(row(a, 2, True))
-    store.add(row(b, 1)); store.add(row(b, 2))  # interrupted before its final row
+    store.add(row(a, 1))
+    store.add(row(a, 2, True))
+    store.add(row(b, 1))
+    store.add(row(b, 2))  # interrupted before its final row
     assert store.holdings().finished() == {trial_columns(a, "ssl", "cpu")["trial_id"]}
     fresh = ResultsStore(SweepDir.at(tmp_path / "s"), EXPECT)  # a new run resumes b from its epoch-1 checkpoint
-    fresh.add(row(b, 2)); fresh.add(row(b, 3, True))
+    fresh.add(row(b, 2))
+    fresh.add(row(b, 3, True))
     df = pd.read_parquet(tmp_path / "s")
     assert sorted(df[df.seed == 1].epoch) == [1, 2, 3]  # nothing duplicated, nothing lost
     assert len(fresh.holdings().finished()) == 2
@@ -63,7 +72,9 @@ def test_failed_row_keeps_earlier_epochs_and_a_retry_replaces_it(tmp_path):
 def test_no_temporary_files_are_left(tmp_path):
     store = ResultsStore(SweepDir.at(tmp_path / "s"), EXPECT)
     store.add(row(load_trial_config({}), 1, True))
-    assert [p.name for p in (tmp_path / "s").iterdir()] == [f"{trial_columns(load_trial_config({}), 'ssl', 'cpu')['trial_id']}.parquet"]
+    assert [p.name for p in (tmp_path / "s").iterdir()] == [
+        f"{trial_columns(load_trial_config({}), 'ssl', 'cpu')['trial_id']}.parquet"
+    ]
 
 
 def test_schema_drift_is_refused(tmp_path):
@@ -81,7 +92,8 @@ def test_second_lock_refuses_with_a_clear_message(tmp_path):
     finally:
         first.release()
     again = run_lock(SweepDir.at(tmp_path / "s"))
-    again.acquire(); again.release()
+    again.acquire()
+    again.release()
 
 
 def test_restart_moves_old_results_aside(tmp_path):
@@ -94,7 +106,8 @@ def test_restart_moves_old_results_aside(tmp_path):
 def test_progress_line_counts_and_best():
     out = io.StringIO()
     view = ProgressView(total=3, metric="probe_top1_best", stream=out)
-    view.start("a"); view.start("b")
+    view.start("a")
+    view.start("b")
     view.result({"trial_id": "a", "probe_top1_best": 0.7, "is_final": True, "status": "ok"})
     view.result({"trial_id": "b", "probe_top1_best": float("nan"), "is_final": True, "status": "diverged"})
     line = view.line()

@@ -219,7 +219,8 @@ BAD = [
             root: /nonexistent/ablate-test/stl10
         """,
         "{f}:5: data.root: directory '/nonexistent/ablate-test/stl10' does not exist; "
-        "put stl10 there, point data.root (or ABLATE_DATA) at it, or check with --no-data",
+        "fetch it with `ablate data fetch stl10 --root /nonexistent/ablate-test`, point data.root (or ABLATE_DATA) at it, "
+        "or check the rest of the sweep without it with `ablate check --no-data`",
     ),
     (
         "dataset that needs a root without one",
@@ -229,7 +230,7 @@ BAD = [
           data:
             name: cifar10
         """,
-        "{f}:3: data.root: dataset 'cifar10' needs data.root, the directory that holds it (it is never downloaded)",
+        "{f}:3: data.root: dataset 'cifar10' needs data.root, the directory that holds it (get it with `ablate data fetch cifar10`)",
     ),
     (
         "unknown metric",

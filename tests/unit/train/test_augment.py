@@ -222,7 +222,8 @@ def test_blur_passes_of_cpu_and_gpu_compute_the_same_sums():
     padded = torch.nn.functional.pad(x, (4, 4, 4, 4), mode="reflect")
     shifted, depthwise = ops._separable_shifted(padded, taps), ops._separable_depthwise(padded, taps)
     assert shifted.shape == depthwise.shape == x.shape
-    torch.testing.assert_close(shifted, depthwise, atol=1e-6, rtol=0)
+    # two orders of 2 x 9 fp32 multiply-adds on values in [0, 1]: up to ~18 ulp apart on some CPUs
+    torch.testing.assert_close(shifted, depthwise, atol=4e-6, rtol=0)
 
 
 @pytest.mark.parametrize("recipe, size", [("stl10", 32), ("byol", 40)])

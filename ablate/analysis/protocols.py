@@ -1,0 +1,76 @@
+"""Which probe number stands for a trial (``--protocol`` of table, plot, report, compare).
+
+The paper reports the best linear-probe accuracy over the 50 probe epochs (``probe_top1_best``) of
+the final pretraining epoch: protocol ``best``, the default. ``final`` takes the accuracy after the
+last probe epoch (``probe_top1``). ``max`` takes the best ``probe_top1_best`` over every evaluated
+pretraining epoch of a trial: the authors' tools2/stats.py (``--key_stats acc --topk_mean 1``)
+aggregates their logs that way, so the paper's numbers may be that; it reads higher than ``best``
+whenever accuracy peaks before the last epoch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Literal
+
+import pandas as pd
+
+from ablate.errors import UserError
+from ablate.results.io import final_rows
+from ablate.sweep.table_block import TableSpec
+
+PROTOCOLS = {"probe_top1_best": "best of probe epochs (paper)", "probe_top1": "final probe epoch"}
+# --protocol NAME -> (the probe metric, which pretraining epoch gives a trial's value)
+PROTOCOL_SPECS: dict[str, tuple[str, str]] = {
+    "best": ("probe_top1_best", "final"),
+    "final": ("probe_top1", "final"),
+    "max": ("probe_top1_best", "max"),
+}
+
+
+def with_protocol(spec: TableSpec, protocol: Literal["best", "final", "max"] | None) -> TableSpec:
+    """The spec with a probe protocol of :data:`PROTOCOL_SPECS` (None: the spec as it is)."""
+    if protocol is None:
+        return spec
+    if protocol not in PROTOCOL_SPECS:
+        raise UserError(
+            f"--protocol {protocol!r}: choose best (the paper's best of probe epochs), final (the last probe "
+            "epoch) or max (best of probe epochs, max over pretraining epochs)"
+        )
+    if spec.metric not in PROTOCOLS:
+        raise UserError(f"--protocol applies to probe metrics; this table shows {spec.metric!r}")
+    metric, over = PROTOCOL_SPECS[protocol]
+    return dataclasses.replace(spec, metric=metric, over_epochs=over)
+
+
+def trial_value_row(rows: pd.DataFrame, last: dict[str, Any], metric: str, over_epochs: str) -> dict[str, Any]:
+    """A trial's row for a table cell or a comparison: its final row ``last``, where ``over_epochs`` is
+    ``max`` carrying the metric (and the rest of that row's metrics) of its best evaluated epoch; the
+    status, collapse flag and epoch stay the final row's (a trial that diverged counts as diverged)."""
+    if over_epochs != "max" or last.get("status") != "ok":
+        return last
+    ok = rows[(rows["status"] == "ok") & rows[metric].notna()]
+    if ok.empty:
+        return last
+    best = ok.loc[ok[metric].astype(float).idxmax()].to_dict()
+    keep = ("status", "is_final", "collapsed", "epoch", "error")
+    return {**best, **{k: last[k] for k in keep if k in last}}
+
+
+def protocol_rows(df: pd.DataFrame, metric: str, over_epochs: str) -> pd.DataFrame:
+    """One row per trial (:func:`trial_value_row`): what a comparison of ``metric`` under the protocol counts."""
+    if df.empty or over_epochs != "max" or "trial_id" not in df.columns:
+        return df
+    out = [trial_value_row(rows, last, metric, over_epochs) for last, rows in _final_and_rows(df)]
+    return pd.DataFrame(out)
+
+
+def _final_and_rows(df: pd.DataFrame) -> list[tuple[dict[str, Any], pd.DataFrame]]:
+    final = final_rows(df).set_index("trial_id", drop=False)
+    return [(final.loc[tid].to_dict(), rows) for tid, rows in df.groupby("trial_id", sort=False) if tid in final.index]
+
+
+def metric_under(metric: str, protocol: str | None) -> tuple[str, str]:
+    """(the metric, which pretraining epoch counts) of a comparison of ``metric`` under ``protocol``."""
+    spec = with_protocol(TableSpec(metric=metric), protocol)
+    return spec.metric, spec.over_epochs

@@ -1,0 +1,1 @@
+"""Datasets on disk: fetch the official archives (verified, resumable, unpacked atomically); check a dataset folder."""

@@ -334,9 +334,9 @@ def table(
     df, sw = src.require_rows(source), src.sweep
     spec_ = with_protocol(table_spec(sw, rows, cols, metric, spec), protocol)
     if cost:
-        from ablate.analysis.cost import cost_spec, device_hours
+        from ablate.analysis.cost import cost_spec, device_cost
 
-        df, unit = device_hours(df, sw)
+        df, unit = device_cost(df, sw)
         spec_, paper = cost_spec(df, spec_, unit), False
     ref = None if paper is False else load_paper(None if paper is True else paper)
     table = build_table(df, spec_, ref, expected_configs(sw), sw.name if sw is not None else None)

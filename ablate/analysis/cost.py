@@ -12,22 +12,41 @@ from ablate.errors import UserError
 from ablate.results.io import final_rows
 from ablate.sweep.table_block import TableSpec
 
+HOUR_FROM_S = 360  # from six minutes up a cost reads in hours; below, in seconds (not as a column of 0.000)
 
-def device_hours(df: pd.DataFrame, sweep: Any) -> tuple[pd.DataFrame, str]:
-    """(the rows with a ``device_hours`` column, its unit): each row's ``device_s`` times the trial's
-    share of its device (``resources.gpu`` GPUs, else ``resources.cpu`` cores), in hours."""
+
+def device_share(sweep: Any) -> tuple[float, str]:
+    """Each trial's share of its device and the device's name: ``resources.gpu`` GPUs, else
+    ``resources.cpu`` CPU cores (one core when the sweep is not known)."""
+    if sweep is None:
+        return 1.0, "CPU core"
+    r = sweep.resources
+    return (r.gpu, "GPU") if r.gpu > 0 else (r.cpu, "CPU core")
+
+
+def in_units(seconds: float, device: str) -> str:
+    """``seconds`` of ``device`` time as text, e.g. ``26.5 GPU-hours`` or ``14.2 CPU core-seconds``."""
+    return f"{seconds / 3600:.3g} {device}-hours" if seconds >= HOUR_FROM_S else f"{seconds:.3g} {device}-seconds"
+
+
+def device_cost(df: pd.DataFrame, sweep: Any) -> tuple[pd.DataFrame, str]:
+    """(the rows with a ``device_cost`` column, its unit): each row's ``device_s`` times the trial's
+    share of its device, in hours, or in seconds when the typical trial took under six minutes."""
     if "device_s" not in df.columns or df["device_s"].isna().all():
         raise UserError("table --cost: these results have no device_s column (written before it existed); rerun them")
-    gpu = sweep.resources.gpu if sweep is not None else 0.0
-    share, unit = (
-        (gpu, "GPU-hours") if gpu > 0 else ((sweep.resources.cpu if sweep is not None else 1.0), "CPU core-hours")
-    )
-    return df.assign(device_hours=df["device_s"] * share / 3600), unit
+    share, device = device_share(sweep)
+    seconds = df["device_s"] * share
+    if final_rows(df.assign(device_cost=seconds))["device_cost"].median() >= HOUR_FROM_S:
+        return df.assign(device_cost=seconds / 3600), f"{device}-hours"
+    return df.assign(device_cost=seconds), f"{device}-seconds"
 
 
 def cost_spec(df: pd.DataFrame, spec: TableSpec, unit: str) -> TableSpec:
     """``spec`` turned into the table of measured ``unit`` per seed, the sweep's total in its caption."""
-    total = final_rows(df)["device_hours"].sum()
+    total = final_rows(df)["device_cost"].sum()
     title = f"{spec.caption}: " if spec.caption else ""
     caption = f"{title}measured {unit} per trial (device_s x its share of the device); sweep total {total:.3g} {unit}"
-    return dataclasses.replace(spec, metric="device_hours", scale=1.0, digits=3, top5=None, paper=None, caption=caption)
+    digits = 3 if unit.endswith("hours") else 1
+    return dataclasses.replace(
+        spec, metric="device_cost", scale=1.0, digits=digits, top5=None, paper=None, caption=caption
+    )

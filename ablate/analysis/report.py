@@ -27,6 +27,7 @@ from typing import Any, Literal
 
 import pandas as pd
 
+from ablate.analysis.cost import device_share, in_units
 from ablate.analysis.paper import PaperRef, load_paper
 from ablate.analysis.plots import LEADING, Arm, arms, plot_sweep, spectra_names
 from ablate.analysis.render import render
@@ -204,7 +205,7 @@ class AsRun:
     text: str | None = None
     notes: tuple[str, ...] = ()
     about: str = ""
-    share: tuple[float, str] = (1.0, "device-hours")  # each trial's share of its device, and the unit that makes
+    share: tuple[float, str] = (1.0, "CPU core")  # each trial's share of its device, and the device's name
 
 
 def as_run(sweep: Sweep | None, sweep_text: str | None = None, notes: Sequence[str] = ()) -> AsRun:
@@ -217,9 +218,7 @@ def as_run(sweep: Sweep | None, sweep_text: str | None = None, notes: Sequence[s
         "--set " + shlex.quote(f"{k}={v if isinstance(v, str) else json.dumps(v, separators=(',', ':'))}")
         for k, v in sweep.overrides.items()
     )
-    r = sweep.resources
-    share = (r.gpu, "GPU-hours") if r.gpu > 0 else (r.cpu, "CPU core-hours")
-    return AsRun("\n".join(lines), sets, sweep.text, tuple(notes), sweep.description.strip(), share)
+    return AsRun("\n".join(lines), sets, sweep.text, tuple(notes), sweep.description.strip(), device_share(sweep))
 
 
 @dataclass(frozen=True)
@@ -302,13 +301,13 @@ def _trial_blocks(page: Page) -> list[Block]:
     df = page.df
     blocks: list[Block] = [("h2", "Trials"), ("p", counts_text(status_counts(df)))]
     if "device_s" in df.columns and df["device_s"].notna().any():
-        share, unit = page.run.share
-        total = final_rows(df)["device_s"].sum() * share / 3600
+        share, device = page.run.share
+        total = in_units(final_rows(df)["device_s"].sum() * share, device)
         blocks.append(
             (
                 "p",
-                f"Measured compute: {total:.3g} {unit} in all (each trial's device time x its share "
-                "of the device; per trial below).",
+                f"Measured compute: {total} in all (each trial's device time x its share of the device; "
+                "per trial below).",
             )
         )
     blocks += [("note", n) for n in page.run.notes]

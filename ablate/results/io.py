@@ -118,7 +118,9 @@ def _trial_table(f: Location, expect: Expect | None) -> pa.Table:
     try:
         table = pq.read_table(pa.BufferReader(f.read_bytes()))
     except (pa.ArrowException, OSError) as e:
-        raise _Foreign(f"not a readable Parquet file ({str(e).splitlines()[0][:120]})") from None
+        # pyarrow's first sentence after the source name: "Parquet magic bytes not found in footer"
+        reason = str(e).splitlines()[0].split("': ", 1)[-1].split(". ")[0][:120]
+        raise _Foreign(f"not a readable Parquet file ({reason})") from None
     missing = [c for c in IDENTITY if c not in table.column_names]
     if missing:
         raise _Foreign(f"not a trial file of ablate (no column {missing[0]!r})")
@@ -228,7 +230,7 @@ class ResultsStore:
         for s in skipped:
             target = self.dir.damaged / s.name
             (self.dir.loc / s.name).move_to(target)
-            lines.append(f"moved {s.name} to {target} ({s.why}); its trial runs again")
+            lines.append(f"moved {s.name} to {target} ({s.why}); if it was one of this sweep's trials, it runs again")
         return lines
 
     def load_rows(self, trial_id: str) -> list[dict[str, Any]]:

@@ -153,12 +153,14 @@ def _start_munge(env: dict[str, str]) -> subprocess.Popen | None:
 
 
 def _slurm_conf(root: Path, node: str, cpus: int, memory_mb: int) -> str:
+    # cred_expire is also how long a requeued job waits before it starts again (default 120 s)
     return f"""\
 ClusterName=ablatetest
 SlurmctldHost={node}
 SlurmctldPort={free_port()}
 SlurmdPort={free_port()}
 AuthType=auth/munge
+AuthInfo=cred_expire=10
 MpiDefault=none
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none

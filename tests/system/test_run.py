@@ -225,3 +225,30 @@ def test_sigterm_keeps_finished_trials_and_a_second_run_resumes_the_rest(ray_loc
         assert len(resumed) and resumed.iloc[0] >= 1, rows[["epoch", "resumed_from_epoch"]]
         first_epochs = rows[rows.epoch <= resumed.iloc[0]]
         assert first_epochs.resumed_from_epoch.isna().all()  # those epochs came from the first run
+
+
+def test_stop_collapsed_ends_a_collapsed_trial_through_tune_and_lets_the_healthy_one_finish(
+    ray_local, tmp_path, capsys
+):
+    """SimSiam without a predictor (Theorem 2) collapses at once; the MLP arm dips below the threshold
+    at epoch 1 only. With stop_collapsed 2 and a collapse check every epoch, Tune's stopper ends the
+    first after two collapsed checks and leaves the second to its last epoch; a rerun runs neither."""
+    body = """\
+    cases:
+      - {predictor: {name: none}, ema.tau: 0.0}
+      - {predictor: {name: mlp}}
+    seeds: [0]
+    stop_collapsed: 2
+    table: {rows: [predictor.name], metric: z_std}
+    """
+    sweep = write_sweep(tmp_path, "stopping", body)
+    longer = ["train.epochs=6", "train.steps_per_epoch=4", "ema.init=copy", "eval.every=6", "eval.collapse_every=1"]
+    args = ["run", str(sweep), "--storage", str(tmp_path / "res"), *(f"--set={kv}" for kv in longer)]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    final = rows_of(tmp_path / "res" / "stopping").query("is_final").set_index("predictor.name")
+    assert (final.loc["none", "status"], final.loc["none", "epoch"]) == ("collapsed_stopped", 2)
+    assert (final.loc["mlp", "status"], final.loc["mlp", "epoch"]) == ("ok", 6)
+    assert "1 stopped (collapsed)" in out and "collapsed at epoch 2" in out
+    assert main([*args, "--no-table"]) == 0
+    assert "nothing to run" in capsys.readouterr().out

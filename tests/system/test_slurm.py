@@ -152,7 +152,7 @@ def test_submit_runs_sweep_then_resubmit_resumes(slurm_cluster, tmp_path, ray_tm
     assert parquet_digest(results) == before  # the resumed job rewrote nothing
 
 
-@pytest.mark.slow  # ~4 min: SLURM holds a requeued job back for about two minutes before it restarts
+@pytest.mark.slow  # ~80 s: two trials, and SLURM holds the requeued job back for cred_expire (10 s here)
 def test_time_limit_warning_stops_and_requeues(slurm_cluster, tmp_path, ray_tmp_cleanup):
     """USR1 to the batch shell (what --signal=B:USR1@grace sends before --time runs out) stops
     ablate run, keeps what finished, requeues the job, and the requeued run finishes the sweep."""

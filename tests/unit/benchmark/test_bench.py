@@ -343,3 +343,37 @@ def test_orchestration_splits_a_sweep_into_fixed_and_marginal_cost(monkeypatch):
     assert figs["of which Ray start + stop"].ours == 3.0
     quick = bench_orchestration_module.bench_orchestration(BenchContext("cpu", 1, sizes, quick=True))
     assert [f.what for f in quick] == ["sweep of 4 trivial trials, per trial"]
+
+
+def _arms(epochs, status, z_std, device_s):
+    names = ["none", "linear", "mlp", "directpred"]
+    return pd.DataFrame(
+        {
+            "epoch": epochs,
+            "status": status,
+            "collapsed": [True, True, False, False],
+            "z_std": z_std,
+            "probe_top1_best": [0.3, 0.3, 0.9, 0.9],
+            "device_s": device_s,
+        },
+        index=pd.Index(names, name="predictor.name"),
+    )
+
+
+def test_collapse_section_reports_the_compute_saved_and_where_each_collapsed_arm_stopped():
+    from ablate.benchmark.collapse import collapse_figures
+
+    base = _arms([30] * 4, ["ok"] * 4, [0.01, 0.02, 0.8, 0.7], [30.0, 30.0, 60.0, 60.0])
+    ours = _arms([5, 7, 30, 30], ["collapsed_stopped"] * 2 + ["ok"] * 2, [0.01, 0.02, 0.8, 0.7], [5.0, 7.0, 60.0, 60.0])
+    figures = {m.what.split(",")[0]: m for m in collapse_figures({"ours": (20.0, ours), "baseline": (25.0, base)}, 30)}
+    assert (figures["epochs trained"].ours, figures["epochs trained"].baseline) == (72.0, 120.0)
+    assert (figures["device time of all trials"].ours, figures["device time of all trials"].baseline) == (132.0, 180.0)
+    assert figures["largest change to a healthy arm (final z_std"].verdict == "met"
+    assert (
+        figures["predictor=linear stopped at epoch"].ours == 7.0
+        and "predictor=none at epoch 5" in figures["epochs trained"].note
+    )
+
+    drifted = ours.assign(z_std=[0.01, 0.02, 0.75, 0.7])  # stopping changed a healthy arm: the target is missed
+    figures = {m.what: m for m in collapse_figures({"ours": (20.0, drifted), "baseline": (25.0, base)}, 30)}
+    assert figures["largest change to a healthy arm (final z_std, probe)"].verdict == "missed"

@@ -74,6 +74,13 @@ def test_table_cost_shows_measured_device_hours_and_the_sweeps_total():
     cells = dict(zip(t.to_frame()["row"], t.to_frame()["mean"]))
     assert cells == {"name=linear": pytest.approx(1.5), "name=mlp": pytest.approx(0.5)}  # CPU core-hours, 1 core
     assert "measured CPU core-hours per trial" in t.table.caption and "sweep total 4 CPU core-hours" in t.table.caption
+    short = ablate.table(df.assign(device_s=df.device_s / 100), rows=["predictor.name"], cost=True)
+    cells = dict(zip(short.to_frame()["row"], short.to_frame()["mean"]))  # trials of 18-72 s read in seconds
+    assert cells == {"name=linear": pytest.approx(54.0), "name=mlp": pytest.approx(18.0)}
+    assert (
+        "measured CPU core-seconds per trial" in short.table.caption
+        and "total 144 CPU core-seconds" in short.table.caption
+    )
     with pytest.raises(UserError, match="no device_s column"):
         ablate.table(df.drop(columns="device_s"), rows=["predictor.name"], cost=True)
     assert math.isclose(df.device_s.sum() / 3600, 4.0)

@@ -14,46 +14,5 @@ trial), ``models`` (networks), ``results`` (rows in Parquet), ``analysis`` (tabl
 reports), ``benchmark``, ``cluster``, ``datasets`` (fetch and check the data on disk).
 """
 
-from ablate.api import (
-    bench,
-    check,
-    compare_arms,
-    compare_sweeps,
-    data_check,
-    data_fetch,
-    expand_sweep,
-    export_trunk,
-    figures,
-    load_exported,
-    load_results,
-    load_sweep,
-    plot,
-    report,
-    run,
-    run_trial,
-    status,
-    submit,
-    table,
-)
-
-__all__ = [
-    "load_sweep",
-    "check",
-    "expand_sweep",
-    "run",
-    "run_trial",
-    "load_results",
-    "status",
-    "table",
-    "figures",
-    "plot",
-    "report",
-    "compare_sweeps",
-    "compare_arms",
-    "export_trunk",
-    "load_exported",
-    "submit",
-    "bench",
-    "data_fetch",
-    "data_check",
-]
+from ablate.api import *  # noqa: F403  (the API's names, listed once in its __all__)
+from ablate.api import __all__ as __all__

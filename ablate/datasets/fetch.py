@@ -36,6 +36,7 @@ from ablate.datasets.registry import (
     known,
 )
 from ablate.errors import DatasetError
+from ablate.results.location import write_refusal
 
 PARTIAL = ".{folder}.partial-"  # prefix of the hidden folder an archive is unpacked into
 LOCK = ".fetch.lock"
@@ -115,7 +116,7 @@ def writable_folder(folder: Path, base: Path) -> Path:
             f"data fetch: cannot create {folder}: {problem}; give --root (or ABLATE_DATA) a folder you can write "
             "(it is created if missing)"
         ) from None
-    if not os.access(folder, os.W_OK | os.X_OK):
+    if write_refusal(folder) is not None:
         raise DatasetError(
             f"data fetch: {folder} is not writable; give --root (or ABLATE_DATA) a folder you can write, "
             f"or fix its permissions (--root is now {base})"

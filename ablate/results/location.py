@@ -191,9 +191,9 @@ class Location:
         flag in the message (``--out``, ``--storage``...). A folder (``folder=True``) or a file may
         not exist yet: then the nearest existing parent must take a new file. Writability is probed
         (a temporary file made and removed, an existing file opened for appending, nothing written),
-        not inferred from permission bits, which say nothing of read-only mounts or of root on /proc.
-        An object store is asked only whether it answers and holds the bucket (:meth:`reach`); an
-        error of a write itself (a read-only key) comes when writing."""
+        not inferred from permission bits (:func:`write_refusal`). An object store is asked only
+        whether it answers and holds the bucket (:meth:`reach`); an error of a write itself (a
+        read-only key) comes when writing."""
         if self.local is None:
             self.reach()
             return
@@ -207,7 +207,7 @@ class Location:
                 raise UserError(f"{what} {path}: is a folder; give a file name")
             if not folder and not stat.S_ISREG(mode):
                 raise UserError(f"{what} {path}: is not a regular file (a device?); give a file name")
-            _probe(path, what, path if folder else None)
+            _probe(path, what, path)
             return
         parent = path.parent
         while not parent.exists() and parent != parent.parent:
@@ -288,16 +288,27 @@ def _first_line(e: BaseException) -> str:
     return line[:300]
 
 
-def _probe(path: Path, what: str, folder: Path | None) -> None:
-    """Make and remove a temporary file in ``folder`` (or open the file ``path`` for appending)."""
+def write_refusal(target: Path) -> OSError | None:
+    """Why nothing can be written at ``target``, or None: a folder must take a new file (a temporary
+    file made and removed), a file must open for appending (nothing written). A probe, not the
+    permission bits, which say nothing of read-only mounts or of root on /proc."""
     try:
-        if folder is None:
-            open(path, "ab").close()
+        if target.is_dir():
+            tempfile.TemporaryFile(dir=target).close()
         else:
-            tempfile.TemporaryFile(dir=folder).close()
+            open(target, "ab").close()
     except OSError as e:
-        where = f"{folder} does not take new files" if folder is not None and folder != path else "is not writable"
-        raise UserError(f"{what} {path}: {where} ({e.strerror}); give another path") from None
+        return e
+    return None
+
+
+def _probe(path: Path, what: str, target: Path) -> None:
+    """:func:`write_refusal` of ``target`` (``path`` itself, or the folder that is to hold it) as the
+    one-line error of ``what``, the flag that named ``path``."""
+    e = write_refusal(target)
+    if e is not None:
+        where = "is not writable" if target == path else f"{target} does not take new files"
+        raise UserError(f"{what} {path}: {where} ({e.strerror}); give another path")
 
 
 def umask() -> int:

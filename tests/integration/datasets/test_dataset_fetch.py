@@ -23,6 +23,7 @@ from ablate.datasets import download, fetch
 from ablate.datasets.check import check_dataset
 from ablate.datasets.fetch import fetch as fetch_dataset
 from ablate.errors import DatasetError, UserError
+from ablate.results import location
 from ablate.train.data import load_splits
 
 STL = "stl10_binary.tar.gz"
@@ -225,7 +226,11 @@ def test_a_root_that_is_a_file_or_cannot_be_created_is_one_line(archives, tmp_pa
 
 def test_a_folder_without_write_permission_is_refused(archives, tmp_path, monkeypatch):
     (tmp_path / "stl10").mkdir()
-    monkeypatch.setattr(fetch.os, "access", lambda path, mode: False)  # as a non-root user on a chmod 555 folder
+
+    def refuse(*args, **kwargs):  # as on a chmod 555 folder for a non-root user, or a read-only mount for anyone
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(location.tempfile, "TemporaryFile", refuse)
     with pytest.raises(DatasetError, match=rf"^data fetch: {tmp_path}/stl10 is not writable; give --root"):
         fetch_dataset("stl10", tmp_path, stream=io.StringIO())
 

@@ -95,6 +95,17 @@ __all__ = [
 ]
 
 
+def _ray_address(address: str | None) -> str | None:
+    """The Ray cluster to attach to: ``address``, else ``RAY_ADDRESS`` as ``ray.init()`` reads it;
+    checked to answer, in seconds, before Ray is asked. None: a local Ray on this machine."""
+    from ablate.runner.address import check_address
+
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if address:
+        check_address(address)
+    return address
+
+
 def _dotted(overrides: Mapping[str, Any] | None, sets: Mapping[str, Any]) -> dict[str, Any]:
     """``--set`` overrides from a mapping and keyword arguments (``train__epochs=2`` = ``train.epochs``)."""
     return {**(overrides or {}), **{k.replace("__", "."): v for k, v in sets.items()}}
@@ -147,8 +158,8 @@ def check(
     address: str | None = None,
     **sets: Any,
 ) -> str:
-    """What ``ablate check`` prints: trials, axes, resources, the memory estimate (starts nothing;
-    with ``address``, also whether a trial fits on that Ray cluster).
+    """What ``ablate check`` prints: trials, axes, resources, the memory and compute estimates (starts
+    nothing; with ``address``, also whether a trial fits on that Ray cluster).
 
     >>> import ablate
     >>> print(ablate.check("sweeps/smoke.yaml"))  # doctest: +ELLIPSIS
@@ -156,7 +167,6 @@ def check(
     name         smoke  (kind ssl)
     ...
     """
-    from ablate.runner.address import check_address
     from ablate.runner.resources import check_cluster, check_local
     from ablate.sweep.describe import describe
     from ablate.sweep.load import locate
@@ -166,10 +176,8 @@ def check(
     sweep, folder = locate(sweep_or_path, None, _dotted(overrides, sets), validate_paths)
     if validate_paths:  # this machine's storage; --no-data checks a sweep for another machine
         _storage_writable(folder.loc, "storage")
-    address = address or os.environ.get("RAY_ADDRESS") or None  # as `ray.init()` reads it
-    if address:
-        check_address(address)  # in seconds, before Ray is asked
-    elif validate_paths:
+    address = _ray_address(address)
+    if not address and validate_paths:
         check_local(sweep)  # the local Ray of `ablate run` on this machine
     lines = [describe(sweep), memory_line(sweep), cost_line(sweep)]
     if address:
@@ -212,7 +220,6 @@ def run(
     Other keyword arguments go to :func:`ablate.runner.driver.run_sweep` (``log=["tensorboard"]``,
     ``tracking_uri``, ``shared_storage_ok``). Progress goes to ``stream`` (default stdout)."""
     from ablate.cluster.options import check_count
-    from ablate.runner.address import check_address
     from ablate.runner.driver import run_sweep
     from ablate.sweep.load import locate
 
@@ -220,11 +227,14 @@ def run(
         check_count("--max-concurrent", max_concurrent, 0)
     sweep, folder = locate(sweep_or_path, storage, overrides, validate_paths=True)
     _storage_writable(folder.loc, "--storage" if storage else "storage")
-    address = address or os.environ.get("RAY_ADDRESS") or None  # as `ray.init()` reads it
-    if address:
-        check_address(address)
     return run_sweep(
-        sweep, folder, address=address, max_concurrent=max_concurrent, restart=restart, stream=stream, **kwargs
+        sweep,
+        folder,
+        address=_ray_address(address),
+        max_concurrent=max_concurrent,
+        restart=restart,
+        stream=stream,
+        **kwargs,
     )
 
 

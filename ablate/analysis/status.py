@@ -8,9 +8,7 @@ run lock (:mod:`ablate.results.lock`): a file a killed run left behind never say
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
 import time
 from dataclasses import dataclass, replace
 from typing import Any
@@ -18,6 +16,7 @@ from typing import Any
 import pandas as pd
 
 from ablate.results.layout import SweepDir
+from ablate.results.lock import lock_holder
 from ablate.results.schema import COLLAPSED_STOPPED
 from ablate.runner.progress import images_text
 from ablate.sweep.expand import compact
@@ -135,34 +134,9 @@ def live_run(folder: SweepDir) -> LiveRun | None:
         updated = float(doc["updated"])
     except (OSError, ValueError, TypeError, KeyError):
         return None
-    holder = _lock_holder(folder)
+    holder = lock_holder(folder)
     if holder is None or not holder.startswith(f"{run.describe()} "):
         return None  # no run holds the lock, or another run than the file's
     if folder.lock_file.local is None and time.time() - updated > STALE_S:
         return None  # an object-store lock outlives a killed run: only a fresh file counts
     return run
-
-
-def _lock_holder(folder: SweepDir) -> str | None:
-    """The text of ``folder``'s run lock while a run holds it, else None. The lock is probed, never
-    kept: a shared non-blocking ``flock`` fails while the run holds its exclusive one (and is released
-    at once when it succeeds); on an object store the ``_<sweep>/lock`` object is the lock."""
-    lock = folder.lock_file
-    if lock.local is None:
-        try:
-            return lock.read_bytes().decode(errors="replace")
-        except OSError:
-            return None
-    try:
-        fd = os.open(lock.local, os.O_RDONLY)
-    except OSError:
-        return None
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return os.pread(fd, 200, 0).decode(errors="replace")
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return None
-    finally:
-        os.close(fd)

@@ -96,3 +96,29 @@ def run_lock(sweep_dir: SweepDir) -> RunLock | ObjectLock:
     """The lock of a sweep's results folder: flock where it is local, else the ``_<sweep>/lock`` object."""
     lock = sweep_dir.lock_file
     return RunLock(lock.local) if lock.local is not None else ObjectLock(lock)
+
+
+def lock_holder(folder: SweepDir) -> str | None:
+    """What the run holding ``folder``'s lock wrote in it (``pid N on HOST since ...``), else None.
+    The lock is probed, never kept: a shared non-blocking ``flock`` fails while the run holds its
+    exclusive one (and is released at once when it succeeds); on an object store the
+    ``_<sweep>/lock`` object is the lock."""
+    lock = folder.lock_file
+    if lock.local is None:
+        try:
+            return lock.read_bytes().decode(errors="replace")
+        except OSError:
+            return None
+    try:
+        fd = os.open(lock.local, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return os.pread(fd, 200, 0).decode(errors="replace")
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)

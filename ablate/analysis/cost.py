@@ -36,7 +36,7 @@ def device_cost(df: pd.DataFrame, sweep: Any) -> tuple[pd.DataFrame, str]:
         raise UserError("table --cost: these results have no device_s column (written before it existed); rerun them")
     share, device = device_share(sweep)
     seconds = df["device_s"] * share
-    if final_rows(df.assign(device_cost=seconds))["device_cost"].median() >= HOUR_FROM_S:
+    if final_rows(df)["device_s"].median() * share >= HOUR_FROM_S:
         return df.assign(device_cost=seconds / 3600), f"{device}-hours"
     return df.assign(device_cost=seconds), f"{device}-seconds"
 

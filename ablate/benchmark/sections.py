@@ -21,7 +21,7 @@ from ablate.train.augment import build_augment
 from ablate.train.cost import THROUGHPUT, step_flops
 from ablate.train.evaluate import evaluate, extract, knn_top1, linear_probe
 from ablate.train.loop import autocast_for, train_epoch
-from ablate.train.recipes import torchvision_transform
+from ablate.datasets.recipes import torchvision_transform
 
 # ---------------------------------------------------------------- 1. augmentation
 

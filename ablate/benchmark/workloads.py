@@ -10,7 +10,7 @@ import torch
 from ablate.benchmark.core import BenchContext
 from ablate.config.tree import merge
 from ablate.config.trial import load_trial_config
-from ablate.train.images import Splits, TensorImageSet
+from ablate.datasets.images import Splits, TensorImageSet
 from ablate.train.loop import Loop, build_loop
 
 
@@ -44,7 +44,7 @@ def random_splits(
 ) -> Splits:
     """STL-10-shaped splits of random uint8 images on ``device`` (the cost of training and
     evaluation does not depend on the pixels): ``n_pretrain`` unlabeled+train images, the probe's
-    train split a view of their first ``n_train`` rows (as :func:`ablate.train.data.load_stl10` lays it
+    train split a view of their first ``n_train`` rows (as :func:`ablate.datasets.loaders.load_stl10` lays it
     out), ``n_test`` test images, 10 classes."""
     device = torch.device(device)
     gen = torch.Generator(device=device).manual_seed(seed)

@@ -14,7 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
-from ablate.config.tree import Source, build, doc, to_dict
+from ablate.config.registry import DATASETS
+from ablate.config.tree import Source, build, did_you_mean, doc, to_dict
 
 # Sizes that shape tensors stop where no machine holds one trial, so that the memory estimate
 # (ablate check) and the trial never work out a tensor size beyond 64 bits even all at once.
@@ -28,8 +29,12 @@ MAX_THREADS = 1024  # threads or processes of one trial: more than any machine's
 
 @dataclass(frozen=True)
 class DataConfig:
-    name: Literal["digits", "stl10", "cifar10", "imagefolder", "fake"] = field(
-        default="digits", metadata=doc("dataset: digits (bundled with scikit-learn), stl10, cifar10, imagefolder, fake")
+    name: str = field(
+        default="digits",
+        metadata=doc(
+            "dataset: a record of the dataset registry (`ablate data list`): digits (bundled with scikit-learn), "
+            "stl10, cifar10, imagefolder, fake, or a plugin's"
+        ),
     )
     root: str | None = field(
         default=None,
@@ -54,7 +59,11 @@ class DataConfig:
     workers: int = field(default=0, metadata=doc("imagefolder: DataLoader decode workers", min=0, max=MAX_THREADS))
 
     def check(self) -> tuple[str, str] | None:
-        if self.name in ("stl10", "cifar10", "imagefolder") and not self.root:
+        if self.name not in DATASETS:
+            return "name", f"unknown dataset {self.name!r}; choose one of {', '.join(DATASETS)}" + did_you_mean(
+                self.name, DATASETS
+            )
+        if DATASETS[self.name].needs_root and not self.root:
             return (
                 "root",
                 f"dataset {self.name!r} needs data.root, the directory that holds it (get it with `ablate data fetch "

@@ -18,7 +18,7 @@ import numpy as np
 from ablate.datasets.download import human
 from ablate.datasets.registry import SUBFOLDER, TITLES, data_root, known
 from ablate.errors import DatasetError
-from ablate.train import data
+from ablate.datasets import loaders as data
 
 # the sizes each split has in the official release
 OFFICIAL = {
@@ -95,7 +95,7 @@ def _cifar_names(path: Path) -> list[str]:
 def check_imagefolder(folder: Path) -> list[str]:
     import torch
 
-    from ablate.train.imagefolder import decode_rgb, load_imagefolder
+    from ablate.datasets.imagefolder import decode_rgb, load_imagefolder
 
     _val_is_sorted(folder)
     splits = load_imagefolder(folder, 224, "byol", 0, torch.device("cpu"))

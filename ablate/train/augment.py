@@ -8,7 +8,7 @@ each of which matches the ``torchvision.transforms.v2.functional`` op per image.
 the torchvision recipe's distribution, without one Python call per image and without one shared
 draw for the batch.
 
-The recipes themselves are data (:mod:`ablate.train.recipes`).
+The recipes themselves are data (:mod:`ablate.datasets.recipes`).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from ablate.train import augment_ops as ops
-from ablate.train.recipes import RECIPES, Recipe
+from ablate.datasets.recipes import RECIPES, Recipe
 
 
 @dataclass

@@ -32,7 +32,7 @@ from ablate.models.pair import BYOLPair
 from ablate.results.io import newest_bench_row
 from ablate.train.memory import dataset_geometry, sweep_configs
 
-# pretraining images per epoch (ablate.train.data); an image folder is not counted: ImageNet's is assumed
+# pretraining images per epoch (ablate.datasets.loaders); an image folder is not counted: ImageNet's is assumed
 PRETRAIN_IMAGES = {"digits": 1347, "cifar10": 50_000, "stl10": 105_000, "imagefolder": 1_281_167}
 H100 = {"name": "H100 SXM", "bf16": 989e12, "fp32": 67e12}
 ASSUMED_MFU = 0.35

@@ -23,7 +23,7 @@ from ablate.config.trial import EvalConfig
 from ablate.models.spectra import spectra
 from ablate.results.schema import COLLAPSE_Z_STD
 from ablate.train.augment import BatchAugment
-from ablate.train.recipes import Recipe
+from ablate.datasets.recipes import Recipe
 
 Transform = Callable[[Tensor], Tensor]
 

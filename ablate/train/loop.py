@@ -35,7 +35,7 @@ from ablate.provenance import device_name
 from ablate.results.layout import FINAL_WEIGHTS, epoch_weights
 from ablate.results.schema import Report, trial_columns
 from ablate.train.augment import build_augment, eval_transform
-from ablate.train.data import load_splits
+from ablate.datasets.loaders import load_splits
 from ablate.train.ddp import DataParallel, augment_shard, check_batch, convert_sync_bn, shard_batches, wrap_ddp
 from ablate.train.evaluate import collapse_check, evaluate
 from ablate.train.optim import build_optimizer, lr_factor, param_groups, set_lr

@@ -41,7 +41,7 @@ GIB = 2**30
 CUDA_CONTEXT_BYTES = int(0.5 * GIB)  # CUDA context + cuDNN/cuBLAS handles per process (typical)
 REFERENCE_GPU_BYTES = 80 * 10**9  # an 80 GB GPU (H100 / A100 80GB) when no GPU is visible
 
-# (images held on the device, channels, native side) of the tensor datasets (ablate.train.data).
+# (images held on the device, channels, native side) of the tensor datasets (ablate.datasets.loaders).
 DATASET_GEOMETRY = {
     "digits": (1797, 1, 16),
     "cifar10": (60_000, 3, 32),

@@ -24,7 +24,7 @@ from ablate.datasets.check import check_dataset
 from ablate.datasets.fetch import fetch as fetch_dataset
 from ablate.errors import DatasetError, UserError
 from ablate.results import location
-from ablate.train.data import load_splits
+from ablate.datasets.loaders import load_splits
 
 STL = "stl10_binary.tar.gz"
 

@@ -11,8 +11,8 @@ from ablate.config.trial import DataConfig
 from ablate.datasets import registry
 from ablate.datasets.check import check_dataset
 from ablate.errors import DatasetError
-from ablate.train import data
-from ablate.train.data import load_splits
+from ablate.datasets import loaders as data
+from ablate.datasets.loaders import load_splits
 
 
 @pytest.fixture(autouse=True)

@@ -8,7 +8,7 @@ from torch import nn
 from ablate.config.trial import EvalConfig
 from ablate.train.augment import eval_transform
 from ablate.train.evaluate import PROBES, ProbeInputs, extract
-from ablate.train.images import Splits, TensorImageSet
+from ablate.datasets.images import Splits, TensorImageSet
 
 
 class Recording(nn.Module):

@@ -8,10 +8,10 @@ import torch
 
 from ablate.config.trial import DataConfig
 from ablate.errors import DatasetError
-from ablate.train import data
+from ablate.datasets import loaders as data
 from ablate.train.augment import build_augment
-from ablate.train.data import load_splits
-from ablate.train.images import TensorImageSet
+from ablate.datasets.loaders import load_splits
+from ablate.datasets.images import TensorImageSet
 
 CPU = torch.device("cpu")
 

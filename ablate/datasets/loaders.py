@@ -6,7 +6,7 @@ offline ``digits`` (scikit-learn) and ``fake`` sets follow the CIFAR-10 pattern.
 
 Small-image datasets live as one uint8 tensor on the trial's device (:class:`TensorImageSet`):
 batches are index selections on the device, with no DataLoader and no host synchronisation.
-ImageFolder data (ImageNet layout) decodes in DataLoader workers (:mod:`ablate.train.imagefolder`).
+ImageFolder data (ImageNet layout) decodes in DataLoader workers (:mod:`ablate.datasets.imagefolder`).
 Loading never downloads: a missing or malformed dataset raises :class:`DatasetError` naming the
 path, the files expected there and the command that gets them (``ablate data fetch``, :mod:`ablate.datasets`).
 """
@@ -24,7 +24,7 @@ from torch import Tensor
 
 from ablate.config.trial import DataConfig
 from ablate.errors import DatasetError
-from ablate.train.images import Splits, TensorImageSet
+from ablate.datasets.images import Splits, TensorImageSet
 
 # The recipe ``data.augment: auto`` means, per dataset.
 AUTO_RECIPE = {"digits": "digits", "stl10": "stl10", "cifar10": "cifar10", "imagefolder": "byol", "fake": "cifar10"}
@@ -233,7 +233,7 @@ def _digits(cfg: DataConfig, device: torch.device) -> Splits:
 
 
 def _imagefolder(cfg: DataConfig, device: torch.device) -> Splits:
-    from ablate.train.imagefolder import load_imagefolder  # imports torchvision (a second): only when used
+    from ablate.datasets.imagefolder import load_imagefolder  # imports torchvision (a second): only when used
 
     recipe = AUTO_RECIPE["imagefolder"] if cfg.augment == "auto" else cfg.augment
     return load_imagefolder(_root(cfg), cfg.image_size or 224, recipe, cfg.workers, device)

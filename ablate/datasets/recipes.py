@@ -1,7 +1,7 @@
 """Augmentation recipes as data: the paper's STL-10 and CIFAR-10 recipes, BYOL's ImageNet recipe, digits.
 
 Recipes (reference doc, Sec. 3) are entries of :data:`RECIPES`; ``data.augment: auto`` picks the
-dataset's own recipe (:attr:`ablate.train.images.Splits.recipe`). :class:`ablate.train.augment.BatchAugment`
+dataset's own recipe (:attr:`ablate.datasets.images.Splits.recipe`). :class:`ablate.train.augment.BatchAugment`
 applies one batched on the device; :func:`torchvision_transform` builds the same recipe as a
 per-sample ``torchvision.transforms.v2`` pipeline, the baseline the batched path is compared with.
 """

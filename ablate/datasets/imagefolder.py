@@ -21,8 +21,8 @@ from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_datas
 from torchvision.transforms import v2
 
 from ablate.errors import DatasetError
-from ablate.train.images import Batch, Splits
-from ablate.train.recipes import RECIPES
+from ablate.datasets.images import Batch, Splits
+from ablate.datasets.recipes import RECIPES
 
 PRETRAIN_VIEWS = 2
 

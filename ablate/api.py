@@ -170,8 +170,6 @@ def check(
     from ablate.runner.resources import check_cluster, check_local
     from ablate.sweep.describe import describe
     from ablate.sweep.load import locate
-    from ablate.train.cost import cost_line
-    from ablate.train.memory import memory_line
 
     sweep, folder = locate(sweep_or_path, None, _dotted(overrides, sets), validate_paths)
     if validate_paths:  # this machine's storage; --no-data checks a sweep for another machine
@@ -179,7 +177,7 @@ def check(
     address = _ray_address(address)
     if not address and validate_paths:
         check_local(sweep)  # the local Ray of `ablate run` on this machine
-    lines = [describe(sweep), memory_line(sweep), cost_line(sweep)]
+    lines = [describe(sweep), *sweep.trial_kind.estimate(sweep)]  # its kind's memory / compute estimate
     if address:
         check_cluster(sweep, address, folder)
         lines.append(f"resources fit on the cluster at {address} (this machine's own CPUs and GPUs were not checked)")
@@ -263,7 +261,7 @@ def run_trial(
     """
     if out is not None:  # before the training (and torch's import), not after it
         _writable(out, "--out")
-    from ablate.train.single import run_single
+    from ablate.kinds.single import run_single
 
     return run_single(config, _dotted(overrides, sets), report=report, out=out)
 
@@ -410,7 +408,6 @@ def plot(
         formats=formats,
         expected=expected_configs(sweep),
         title=sweep.name,
-        kind=sweep.kind,
     )
 
 

@@ -12,10 +12,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ablate.analysis.paper import canon, parse_value, value_rank
-from ablate.config.kinds import KINDS
 from ablate.config.tree import did_you_mean, flatten
 from ablate.config.trial import UNHASHED_KEYS
 from ablate.errors import UserError
+from ablate.kinds.registry import KINDS
 from ablate.results.schema import config_columns
 from ablate.sweep.table_block import TableSpec
 
@@ -87,7 +87,7 @@ IGNORED_KEYS = frozenset({"seed", *UNHASHED_KEYS})  # seeds are what a cell aver
 
 @functools.cache
 def _config_keys() -> tuple[str, ...]:
-    return tuple(sorted({k for kind in KINDS.values() for k in config_columns(kind.config_cls)}))
+    return tuple(sorted({k for kind in KINDS.values() for k in config_columns(kind.Config)}))
 
 
 def _config_text(rec: Mapping[str, Any]) -> dict[str, str]:

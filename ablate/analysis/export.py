@@ -37,11 +37,11 @@ import torch
 from ablate.config.tree import build, did_you_mean
 from ablate.config.trial import ModelConfig
 from ablate.errors import UserError
+from ablate.kinds.registry import DEFAULT_KIND, get_kind, kinds_in
 from ablate.models.trunks import export_state_dict, load_trunk
 from ablate.results.io import final_rows, read_rows
 from ablate.results.layout import FINAL_WEIGHTS, SweepDir, epoch_weights
 from ablate.results.location import Location
-from ablate.results.schema import metric_names
 
 FORMAT = "ablate-trunk/1"
 
@@ -99,8 +99,7 @@ def select_trial(
 
 def numeric_metrics(df: pd.DataFrame) -> list[str]:
     """The metric columns of the results that a best trial can be picked by: numbers, not flags or lists."""
-    kinds = df["kind"].dropna().unique() if "kind" in df.columns else ["ssl"]
-    names = dict.fromkeys(m for kind in kinds for m in metric_names(kind, numeric_only=True))
+    names = dict.fromkeys(m for kind in kinds_in(df) for m in kind.metric_names(numeric_only=True))
     return [
         m
         for m in names
@@ -248,7 +247,9 @@ def _sidecar(
     epoch: int | None,
 ) -> dict[str, Any]:
     metrics = {
-        m: row.get(m) for m in metric_names(row.get("kind") or "ssl", numeric_only=True) if row.get(m) is not None
+        m: row.get(m)
+        for m in get_kind(row.get("kind") or DEFAULT_KIND).metric_names(numeric_only=True)
+        if row.get(m) is not None
     }
     try:
         versions = json.loads(row.get("versions") or "{}")

@@ -34,11 +34,11 @@ from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormat
 from ablate.analysis.paper import canon
 from ablate.analysis.tables import EPOCH, axis_label, order_tuples
 from ablate.errors import UserError
+from ablate.kinds.registry import kinds_in
 from ablate.results.location import Location
 from ablate.results.schema import COLLAPSE_Z_STD
 from ablate.sweep.table_block import TableSpec
 from ablate.theory.plotkit import FIGURE_FORMATS, save
-from ablate.theory.plots import plot_theory
 
 METRIC_NAMES = {
     "probe_top1_best": "linear probe top-1, best of probe epochs (%)",
@@ -298,13 +298,13 @@ def plot_sweep(
     formats: Sequence[str] = FIGURE_FORMATS,
     expected: Sequence[Mapping[str, Any]] | None = None,
     title: str | None = None,
-    kind: str = "ssl",
 ) -> list[Path | str]:
     """Write the sweep's figures (each as PNG and PDF) into ``out``; return the files written.
-    A theory sweep (``kind`` linear_dynamics) gets its phase portraits, commutator decay and
-    collapse map instead (:func:`ablate.theory.plots.plot_theory`)."""
-    if kind == "linear_dynamics":
-        return plot_theory(df, out, metric=spec.metric, x=(spec.cols or (None,))[-1], formats=formats)
+    A kind with figures of its own (its record's ``plot``: the theory kind's phase portraits,
+    commutator decay and collapse map) gets those instead."""
+    kind = kinds_in(df)[0]
+    if kind.plot is not None:
+        return kind.plot(df, spec, out, formats)
     out = Location.parse(out)
     paths: list[Path | str] = []
     for fname, fig in sweep_figures(df, spec, expected=expected, title=title):

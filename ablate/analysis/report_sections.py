@@ -24,8 +24,8 @@ import numpy as np
 import pandas as pd
 
 from ablate.analysis.tables import EPOCH
-from ablate.config.kinds import KINDS
-from ablate.results.schema import COMMON_COLUMNS, METRICS, config_columns, finite
+from ablate.kinds.registry import kinds_in
+from ablate.results.schema import COMMON_COLUMNS, config_columns, finite
 
 
 # ---------------------------------------------------------------- the page model
@@ -144,9 +144,9 @@ class ConfigSummary:
 
 def config_keys(df: pd.DataFrame) -> list[str]:
     """The config leaves (dotted keys, and ``seed``) among ``df``'s columns, for the trial kinds it holds."""
-    kinds = [k for k in (df["kind"].dropna().unique() if "kind" in df.columns else ["ssl"]) if k in KINDS] or ["ssl"]
-    taken = {n for n, *_ in COMMON_COLUMNS} | {n for k in kinds for n, *_ in METRICS[k]}
-    keys = dict.fromkeys(k for kind in kinds for k in config_columns(KINDS[kind].config_cls))
+    kinds = kinds_in(df)
+    taken = {n for n, *_ in COMMON_COLUMNS} | {n for k in kinds for n, *_ in k.metrics}
+    keys = dict.fromkeys(k for kind in kinds for k in config_columns(kind.Config))
     return ["seed"] * ("seed" in df.columns) + [k for k in keys if k in df.columns and k not in taken]
 
 

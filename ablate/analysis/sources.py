@@ -19,7 +19,6 @@ from ablate.errors import UserError
 from ablate.results.io import Expect, Holdings, scan
 from ablate.results.layout import SweepDir
 from ablate.results.location import Location
-from ablate.results.schema import schema_for
 from ablate.sweep.load import is_sweep_source, locate
 from ablate.sweep.members import membership
 from ablate.sweep.validated import Sweep
@@ -48,7 +47,7 @@ class Source:
 
 def sweep_holdings(sweep: Sweep, folder: SweepDir) -> Holdings:
     """The rows of ``sweep``'s trials in ``folder``, the other trials there, the files skipped."""
-    return scan(folder, Expect(sweep.name, schema_for(sweep.kind), membership(sweep)))
+    return scan(folder, Expect(sweep.name, sweep.trial_kind.schema, membership(sweep)))
 
 
 def sweep_source(source: Any, storage: Any = None) -> Source:

@@ -26,7 +26,8 @@ import torch
 from ablate.benchmark.core import BenchContext, Measurement, Target, median
 from ablate.benchmark.workloads import random_splits
 from ablate.config.tree import merge
-from ablate.config.trial import load_trial_config
+from ablate.kinds.ssl import load_trial_config
+from ablate.train.cost import step_flops
 from ablate.train.loop import build_loop, train_epoch
 from ablate.train.memory import GIB, estimate_trial_memory
 
@@ -168,37 +169,19 @@ def pack_throughput(results: list[dict]) -> tuple[list[float], float]:
     return agg, sum(per_trial) / len(per_trial)
 
 
-def step_flops(config: dict, device: str, splits: tuple[int, int, int] | None = None) -> float:
-    """FLOPs of one training step of the trial loop (FlopCounterMode around ``train_epoch`` of
-    one step, after one warm-up step)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    loop = build_loop(load_trial_config(merge(config, {"train.device": device, "train.epochs": 1})))
-    if splits:  # a small random split is enough: FLOPs do not depend on the data
-        loop.splits = random_splits(
-            loop.device, min(splits[0], 4 * loop.cfg.train.batch_size), min(splits[1], 256), min(splits[2], 256)
-        )
-    loop.steps_per_epoch = 1
-    train_epoch(loop)
-    with FlopCounterMode(display=False) as counter:
-        train_epoch(loop)
-    return float(counter.get_total_flops())
-
-
 def gpu_figures(ctx: BenchContext) -> list[Measurement]:
     """Packing (1, 2, 4 trials), peak memory per trial vs :func:`ablate.train.memory.estimate_trial_memory`,
     MFU, and GPU-minutes per 100-epoch STL-10 trial at the best packing."""
     s = ctx.sizes
     config, splits = s.step_config, s.eval_splits or (STL10_EPOCH, 5_000, 8_000)
     torch.cuda.empty_cache()  # the packed processes should not compete with this one's cache
-    flops = step_flops(config, ctx.device, splits)
-    torch.cuda.empty_cache()
+    cfg = load_trial_config(merge(config, {"train.device": "cuda"}))
+    flops = step_flops(cfg)[0]  # counted on meta, as `ablate check` counts a sweep's
     spec = PackSpec(config, ctx.device, s.gpu_steps, s.gpu_warmup_steps, s.gpu_repeats, splits)
     runs = {}
     for k in s.gpu_packs:
         ctx.log(f"bench: gpu: {k} packed trial(s) ...")
         runs[k] = pack_run(k, spec)
-    cfg = load_trial_config(merge(config, {"train.device": "cuda"}))
     estimate = estimate_trial_memory(cfg, images=splits[0] + splits[2])["total"]
     return packing_figures(runs) + memory_figures(runs, estimate) + mfu_figures(runs, flops, cfg.train.batch_size)
 

@@ -17,11 +17,11 @@ from torch.utils.data import DataLoader
 
 from ablate.benchmark.core import BenchContext, Measurement, Target, cuda_sync, interleave, median
 from ablate.benchmark.workloads import make_loop, per_unit, random_splits, rate
+from ablate.datasets.recipes import torchvision_transform
 from ablate.train.augment import build_augment
 from ablate.train.cost import THROUGHPUT, step_flops
 from ablate.train.evaluate import evaluate, extract, knn_top1, linear_probe
 from ablate.train.loop import autocast_for, train_epoch
-from ablate.datasets.recipes import torchvision_transform
 
 # ---------------------------------------------------------------- 1. augmentation
 

@@ -9,8 +9,8 @@ import torch
 
 from ablate.benchmark.core import BenchContext
 from ablate.config.tree import merge
-from ablate.config.trial import load_trial_config
 from ablate.datasets.images import Splits, TensorImageSet
+from ablate.kinds.ssl import load_trial_config
 from ablate.train.loop import Loop, build_loop
 
 

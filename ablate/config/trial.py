@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
-from ablate.config.registry import DATASETS
-from ablate.config.tree import Source, build, did_you_mean, doc, to_dict
+from ablate.config.registry import DATASETS, PREDICTORS, ConfigView
+from ablate.config.tree import did_you_mean, doc, to_dict
 
 # Sizes that shape tensors stop where no machine holds one trial, so that the memory estimate
 # (ablate check) and the trial never work out a tensor size beyond 64 bits even all at once.
@@ -96,93 +96,20 @@ class ProjectorConfig:
 # ---------------------------------------------------------------- predictors (a registry)
 @dataclass(frozen=True)
 class PredictorConfig:
-    """Polymorphic: ``name`` picks the variant; each variant accepts only its own keys."""
+    """Polymorphic: ``name`` picks a record of the predictor registry, whose own ``Config`` (a subclass
+    of this, beside its module in :mod:`ablate.models.predictors` or in a plugin) says which keys it
+    accepts: keys of another predictor are rejected, not ignored."""
 
-    name: str = field(default="linear", metadata=doc("predictor: none, linear, mlp, directpred, plugin"))
-    variants: ClassVar[dict[str, type]] = {}
-
-
-@dataclass(frozen=True)
-class NoPredictorConfig(PredictorConfig):
-    """Identity predictor: the "no predictor" ablation (collapses, Theorem 2)."""
-
-    name: Literal["none"] = "none"
-
-
-@dataclass(frozen=True)
-class LinearPredictorConfig(PredictorConfig):
-    name: Literal["linear"] = "linear"
-    bias: bool = field(default=False, metadata=doc("bias term (linear default false; mlp default true)"))
-    symmetric: bool = field(
-        default=False,
-        metadata=doc("linear: W_p <- (W_p + W_p^T)/2 after each step; mlp: symmetric square weights (Table 3)"),
+    name: str = field(
+        default="linear",
+        metadata=doc("predictor: none, linear, mlp, directpred, plugin, or a plugin's (docs/plugins.md)"),
     )
+    variants: ClassVar[Mapping[str, type]] = ConfigView(PREDICTORS)
 
 
-@dataclass(frozen=True)
-class MLPPredictorConfig(PredictorConfig):
-    name: Literal["mlp"] = "mlp"
-    hidden_dim: int = field(
-        default=512, metadata=doc("hidden width (paper: 512; BYOL ImageNet: 4096)", min=1, max=MAX_WIDTH)
-    )
-    bn_affine: bool = field(default=False, metadata=doc("affine BatchNorm in the hidden layer"))
-    symmetric: bool = field(default=False, metadata=doc("symmetric variant (Table 3)"))
-    bias: bool = field(default=True, metadata=doc("bias in the two linear layers"))
-
-
-@dataclass(frozen=True)
-class DirectPredConfig(PredictorConfig):
-    name: Literal["directpred"] = "directpred"
-    rho: float = field(default=0.3, metadata=doc("EMA rate of F_hat: F <- rho F + (1-rho) E[f f^T]", min=0, max=1))
-    eps: float = field(
-        default=0.1,
-        metadata=doc("eps in p_j = sqrt(s_j / s_max) + eps (Eq. 18, code form); Table 7 uses eps_inside with eps = -c"),
-    )
-    freq: int = field(default=1, metadata=doc("set W_p every freq steps; SGD moves it in between", min=1))
-    eps_inside: bool = field(default=False, metadata=doc("p_j = sqrt(max(s_j/s_max + eps, 1e-4)) (Table 7 variant)"))
-    mode: Literal["eigen", "copy"] = field(
-        default="eigen", metadata=doc("eigen (Eq. 18) or copy (DirectCopy: W_p = F/||F|| + eps I)")
-    )
-
-    def check(self) -> tuple[str, str] | None:
-        if self.eps < 0 and not self.eps_inside:
-            return (
-                "eps",
-                f"must be >= 0 unless eps_inside is true (Table 7 uses eps = -c inside the root), got {self.eps}",
-            )
-        return None
-
-
-@dataclass(frozen=True)
-class PluginPredictorConfig(PredictorConfig):
-    """Table 1: the optimal linear predictor solved from EMA statistics and plugged in every freq steps."""
-
-    name: Literal["plugin"] = "plugin"
-    rho: float = field(
-        default=0.3, metadata=doc("EMA rate of the statistics F and the cross-correlation", min=0, max=1)
-    )
-    freq: int = field(default=1, metadata=doc("solve and plug W_p every freq steps", min=1))
-    ridge: float = field(
-        default=1e-4, metadata=doc("ridge added to F (relative to its trace / d) before solving", min=0)
-    )
-    solve: Literal["paper", "lyapunov", "lstsq"] = field(
-        default="paper",
-        metadata=doc(
-            "paper: W_p = sym(C) (F + ridge)^-1 (W_p F = 1/2 (E[f_a f^T] + E[f f_a^T])); lyapunov: the symmetric W "
-            "of F W + W F + 2 ridge W = 2 sym(C) (reference code, minimal_space); lstsq: C (F + ridge)^-1"
-        ),
-    )
-
-
-PredictorConfig.variants.update(
-    {
-        "none": NoPredictorConfig,
-        "linear": LinearPredictorConfig,
-        "mlp": MLPPredictorConfig,
-        "directpred": DirectPredConfig,
-        "plugin": PluginPredictorConfig,
-    }
-)
+def default_predictor() -> PredictorConfig:
+    """The config of the predictor ``predictor.name`` names by default (the linear W_p)."""
+    return PredictorConfig.variants[PredictorConfig.name]()
 
 
 @dataclass(frozen=True)
@@ -312,7 +239,7 @@ class TrialConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     projector: ProjectorConfig = field(default_factory=ProjectorConfig)
-    predictor: PredictorConfig = field(default_factory=LinearPredictorConfig)
+    predictor: PredictorConfig = field(default_factory=default_predictor)
     ema: EMAConfig = field(default_factory=EMAConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -320,11 +247,6 @@ class TrialConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     save: SaveConfig = field(default_factory=SaveConfig)
     seed: int = field(default=0, metadata=doc("random seed (a sweep's seeds axis sets it)", min=0))
-
-
-def load_trial_config(data: Mapping[str, Any] | None = None, src: Source | None = None) -> TrialConfig:
-    """Strictly build a :class:`TrialConfig` from a sparse nested mapping."""
-    return build(TrialConfig, data or {}, src)
 
 
 # Leaves that say where, how fast or what else to keep, not what a trial computes: two machines with

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ablate.datasets import loaders as data
 from ablate.datasets.download import human
 from ablate.datasets.registry import SUBFOLDER, TITLES, data_root, known
 from ablate.errors import DatasetError
-from ablate.datasets import loaders as data
 
 # the sizes each split has in the official release
 OFFICIAL = {

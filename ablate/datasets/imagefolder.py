@@ -20,9 +20,9 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
 from torchvision.transforms import v2
 
-from ablate.errors import DatasetError
 from ablate.datasets.images import Batch, Splits
 from ablate.datasets.recipes import RECIPES
+from ablate.errors import DatasetError
 
 PRETRAIN_VIEWS = 2
 

@@ -23,8 +23,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ablate.config.trial import DataConfig
-from ablate.errors import DatasetError
 from ablate.datasets.images import Splits, TensorImageSet
+from ablate.errors import DatasetError
 
 # The recipe ``data.augment: auto`` means, per dataset.
 AUTO_RECIPE = {"digits": "digits", "stl10": "stl10", "cifar10": "cifar10", "imagefolder": "byol", "fake": "cifar10"}

@@ -1,1 +1,1 @@
-"""Trial kinds: one record per kind of trial (its config, how it runs, what it reports, what it costs), built in or plugged in."""
+"""Trial kinds: one record per kind of trial (its config, how it runs, what it reports, what it costs)."""

@@ -178,11 +178,20 @@ def newest_bench_row(device_type: str, section: str, what: str, bench_dir: Path 
     return None
 
 
+def final_mask(df: pd.DataFrame) -> pd.Series:
+    """Which rows end their trial: ``is_final`` true (a null, in rows that never said, is not final).
+    The one rule every reader of final rows applies."""
+    if "is_final" not in df.columns:
+        return pd.Series(False, index=df.index)
+    return df["is_final"].fillna(False).astype(bool)
+
+
 def final_rows(df: pd.DataFrame) -> pd.DataFrame:
-    """Each trial's final row (``is_final``), once per trial even where a resumed trial wrote two."""
+    """Each trial's final row (:func:`final_mask`), once per trial even where a resumed trial wrote two
+    (the later one: the rows are in the order they were written)."""
     if df.empty:
         return df
-    final = df[df["is_final"].fillna(False).astype(bool)]
+    final = df[final_mask(df)]
     return final.drop_duplicates("trial_id", keep="last") if "trial_id" in final.columns else final
 
 

@@ -12,6 +12,7 @@ refuses a folder holding any other kind of file).
 ``<storage>/_<sweep>/`` everything else (:attr:`SweepDir.companion`; sweep names never start with ``_``):
 
   ``sweep.yaml``              the sweep file as it was run; ``overrides.json`` its ``--set`` overrides
+  ``plugins/<file>.py``       the sweep's plugin files as they were run (reading the folder loads these)
   ``lock``                    held by the running ``ablate run`` (pid inside)
   ``progress.json``           the running ``ablate run``'s trials: state, epoch, images/s (for ``ablate status``)
   ``damaged/``                trial files no reader can use (damaged, or another sweep's), moved aside by ``run``
@@ -130,6 +131,10 @@ class SweepDir:
     @property
     def overrides_file(self) -> Location:
         return self.companion / OVERRIDES_FILE
+
+    @property
+    def plugins(self) -> Location:
+        return self.companion / "plugins"
 
     @property
     def lock_file(self) -> Location:

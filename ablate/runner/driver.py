@@ -14,9 +14,7 @@ Ray's trial folders, checkpoints and weights all live under ``<storage>/<sweep>/
 
 from __future__ import annotations
 
-import errno
 import json
-import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -29,11 +27,19 @@ from ablate.config.tree import to_dict
 from ablate.results.io import Expect, ResultsStore, move_aside, scan
 from ablate.results.layout import SweepDir
 from ablate.results.lock import ObjectLock, RunLock, run_lock
-from ablate.results.schema import schema_for
 from ablate.runner.checkpoints import ray_storage
 from ablate.runner.data_parallel import DRIVER_RESOURCES, ddp_trainable
 from ablate.runner.progress import LiveFile, ProgressView
-from ablate.runner.recorder import Recording, RunSummary, recorder, stopper, storage_failure
+from ablate.runner.recorder import (
+    DISK_FULL,
+    Recording,
+    RunSummary,
+    recorder,
+    stopper,
+    storage_cause,
+    storage_failure,
+    written_name,
+)
 from ablate.runner.resources import (
     check_data_parallel,
     check_feasible,
@@ -47,6 +53,7 @@ from ablate.runner.trackers import tracker_callbacks
 from ablate.runner.trainable import trainable, trial_id_of
 from ablate.sweep.expand import Trial
 from ablate.sweep.members import membership
+from ablate.sweep.plugins import keep, packaged
 from ablate.sweep.validated import Sweep
 
 
@@ -55,6 +62,7 @@ def save_sweep(sweep: Sweep, folder: SweepDir) -> None:
     ``table`` on the results folder rebuild exactly the same trials."""
     folder.sweep_file.write_text(sweep.text)
     folder.overrides_file.write_text(json.dumps(sweep.overrides, sort_keys=True))
+    keep(sweep.plugins, folder.plugins)
 
 
 def _take_lock(folder: SweepDir, restart: bool) -> tuple[RunLock | ObjectLock, SweepDir | None]:
@@ -96,7 +104,7 @@ def run_sweep(sweep: Sweep, folder: SweepDir, **options: Any) -> RunSummary:
     try:
         save_sweep(sweep, folder)
         check_data_parallel(sweep)
-        store = ResultsStore(folder, Expect(sweep.name, schema_for(sweep.kind), membership(sweep)))
+        store = ResultsStore(folder, Expect(sweep.name, sweep.trial_kind.schema, membership(sweep)))
         # the identity columns and the sweep's metric: "best so far" starts from the finished trials'
         held = scan(folder, store.expect, columns=[*HELD_COLUMNS, sweep.metric.name])
         for line in [*store.set_aside(held.skipped), *held.notes(folder.display())[: 1 if held.others else 0]]:
@@ -125,19 +133,19 @@ def run_sweep(sweep: Sweep, folder: SweepDir, **options: Any) -> RunSummary:
         trackers = tracker_callbacks(names, sweep, folder, opts.tracking_uri, stream=stream) if names else []
         todo = [t for t in sweep.trials if t.trial_id not in done]
         recording = Recording(store, _view(sweep, folder, summary, held.rows, done, todo, stream), summary)
-        summary.interrupted = _on_ray(sweep, folder, todo, recording, trackers, opts)
+        with packaged(sweep.plugins) as py_modules:  # the sweep's plugins, for Ray to ship to its workers
+            summary.interrupted = _on_ray(sweep, folder, todo, recording, trackers, opts, py_modules)
         summary.ran = len(recording.view.status) - len(done)
         return summary
     except OSError as e:  # a full disk before Tune ran (the sweep file, a set-aside move)
         if e.errno not in DISK_FULL:
             raise
-        raise storage_failure(folder.display(), _written(folder, e), e) from None
+        raise storage_failure(folder.display(), written_name(folder, e), e) from None
     finally:
         lock.release()
 
 
 HELD_COLUMNS = ["trial_id", "is_final", "status", "epoch"]
-DISK_FULL = (errno.ENOSPC, errno.EDQUOT)  # wherever they happen, the fix is the same: free space
 
 
 def _view(
@@ -154,7 +162,7 @@ def _view(
     view = ProgressView(summary.total, sweep.metric.name, sweep.metric.mode, summary.skipped, stream)
     view.status.update({tid: "ok" for tid in done})
     view.best = _best(rows, done, sweep.metric.name, sweep.metric.mode)
-    view.planned = {t.trial_id: _epochs(t.config) for t in todo}
+    view.planned = {t.trial_id: sweep.trial_kind.epochs(t.config) for t in todo}
     view.live = LiveFile(folder.progress_file)
     view.live.publish(view.snapshot(), force=True)
     return view
@@ -170,37 +178,20 @@ def _best(rows: pd.DataFrame, done: set[str], metric: str, mode: str) -> float |
     return float(values.max() if mode == "max" else values.min())
 
 
-def _epochs(config: Any) -> int | None:
-    """A trial's epochs (kinds without epochs, e.g. the theory's: None)."""
-    return getattr(getattr(config, "train", None), "epochs", None)
-
-
-def _written(folder: SweepDir, e: OSError) -> str:
-    """The file an OSError names, relative to the results folder when inside it."""
-    name = os.fsdecode(e.filename) if e.filename else "the results"
-    root = str(folder.display())
-    return os.path.relpath(name, root) if name.startswith(root + os.sep) else name
-
-
-def _storage_cause(e: BaseException | None) -> OSError | None:
-    """A disk-full OSError that ``e`` wraps (Tune re-raises what its loop met as a TuneError)."""
-    seen: set[int] = set()
-    while e is not None and id(e) not in seen:
-        seen.add(id(e))
-        if isinstance(e, OSError) and e.errno in DISK_FULL:
-            return e
-        e = e.__cause__ or e.__context__
-    return None
-
-
 def _on_ray(
-    sweep: Sweep, folder: SweepDir, todo: list[Trial], recording: Recording, trackers: list[Any], opts: RunOptions
+    sweep: Sweep,
+    folder: SweepDir,
+    todo: list[Trial],
+    recording: Recording,
+    trackers: list[Any],
+    opts: RunOptions,
+    py_modules: list[str],
 ) -> bool:
     """Start (or attach to) Ray, refuse what it could never run, run the trials; whether it was stopped."""
     # ray.init retries an unresponsive address for minutes and does not stop on SIGTERM by itself
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
-        started = init_ray(opts.address, folder.logs)
+        started = init_ray(opts.address, folder.logs, py_modules)
     except KeyboardInterrupt:
         recording.view.close()
         return True
@@ -242,11 +233,11 @@ def _fit(tuner: Any, recording: Recording) -> bool:
     except KeyboardInterrupt:
         stopped = True
     except Exception as e:
-        cause = _storage_cause(e)
+        cause = storage_cause(e)
         if cause is None and recording.failure is None:
             raise
         where = recording.store.dir
-        recording.failure = recording.failure or storage_failure(where.display(), _written(where, cause), cause)
+        recording.failure = recording.failure or storage_failure(where.display(), written_name(where, cause), cause)
     finally:
         signal.signal(signal.SIGTERM, previous)
     if recording.failure is not None:
@@ -328,7 +319,13 @@ def _trial_params(sweep: Sweep, folder: SweepDir, todo: list[Trial], need: dict[
         "worker_resources": {k: v for k, v in need.items() if k != "workers"},
     }
     metrics = sorted({sweep.metric.name, *([sweep.search.metric] if sweep.search else [])})
-    params: dict[str, Any] = {"kind": sweep.kind, "sweep": sweep.name, "metrics": metrics, "run": run}
+    params: dict[str, Any] = {
+        "kind": sweep.kind,
+        "sweep": sweep.name,
+        "metrics": metrics,
+        "run": run,
+        "plugins": [p.to_params() for p in sweep.plugins],
+    }
     if sweep.search:
         return {**params, "search": "optuna", "base": with_gpu_share(sweep.search_base, sweep)}
     grid = [

@@ -17,8 +17,9 @@ from typing import Any
 
 from ablate.errors import UserError
 from ablate.results.io import FINISHED, ResultsStore
+from ablate.results.layout import SweepDir
 from ablate.results.location import Location
-from ablate.results.schema import COLLAPSE_Z_STD, COLLAPSED_STOPPED, failed_row
+from ablate.results.schema import COLLAPSE_Z_STD, COLLAPSED_STOPPED
 from ablate.runner.checkpoints import delete_checkpoints
 from ablate.runner.progress import ProgressView
 from ablate.runner.trainable import PROGRESS_KEY, ROW_KEY, exception_line, resolve, trial_id_of
@@ -44,6 +45,27 @@ def storage_failure(where: object, what: Location | str, e: OSError) -> UserErro
     return UserError(
         f"{where}: {reason} while writing {name}; {fix} and run again (finished trials are kept; the run resumes)"
     )
+
+
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)  # wherever they happen, the fix is the same: free space
+
+
+def written_name(folder: SweepDir, e: OSError) -> str:
+    """The file an OSError names, relative to the results folder when inside it."""
+    name = os.fsdecode(e.filename) if e.filename else "the results"
+    root = str(folder.display())
+    return os.path.relpath(name, root) if name.startswith(root + os.sep) else name
+
+
+def storage_cause(e: BaseException | None) -> OSError | None:
+    """A disk-full OSError that ``e`` wraps (Tune re-raises what its loop met as a TuneError)."""
+    seen: set[int] = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno in DISK_FULL:
+            return e
+        e = e.__cause__ or e.__context__
+    return None
 
 
 @dataclass
@@ -160,7 +182,7 @@ class Recording:
         if tid not in self.summary.failed:  # died before it could report (e.g. a lost node)
             resolved = resolve(trial.config["trial"])
             error = _last_error_line(trial)
-            if not self._write(tid, [failed_row(resolved.config, resolved.kind.name, error) | resolved.columns]):
+            if not self._write(tid, [resolved.kind.failed_row(resolved.config, error) | resolved.columns]):
                 return
             self.summary.failed[tid] = error
         self.view.finish(tid, "failed")

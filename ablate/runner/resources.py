@@ -11,8 +11,7 @@ from typing import Any
 
 import torch
 
-from ablate.config.kinds import build_config
-from ablate.config.tree import merge
+from ablate.config.tree import flatten, merge
 from ablate.errors import UserError
 from ablate.results.layout import SweepDir
 from ablate.results.location import Location
@@ -102,9 +101,14 @@ def check_data_parallel(sweep: Sweep) -> None:
     workers = sweep.resources.workers
     if workers <= 1:
         return
-    configs = [t.config for t in sweep.trials] or [build_config(sweep.kind, sweep.search_base, None)]
+    kind = sweep.trial_kind
+    if kind.batch_size is None:
+        raise UserError(
+            f"{sweep.path}: resources.workers: trials of kind {kind.name} do not run data-parallel; set workers: 1"
+        )
+    configs = [t.config for t in sweep.trials] or [kind.build(sweep.search_base)]
     for cfg in configs:
-        problem = check_batch(getattr(getattr(cfg, "train", None), "batch_size", workers), workers)
+        problem = check_batch(kind.batch_size(cfg), workers)
         if problem:
             raise UserError(f"{sweep.path}: resources.workers: {problem}")
 
@@ -113,11 +117,10 @@ def with_gpu_share(tree: dict[str, Any], sweep: Sweep) -> dict[str, Any]:
     """A trial that gets a fraction of a GPU (``resources.gpu`` < 1) caps its own allocator at that
     share (95% of it, for the CUDA context), unless the config sets ``train.gpu_memory_fraction``:
     packed trials then cannot starve each other. The key is not part of the trial id."""
-    gpu = sweep.resources.gpu
-    train = tree.get("train", {}) if isinstance(tree.get("train", {}), dict) else {}
-    if sweep.kind != "ssl" or not 0 < gpu < 1 or train.get("gpu_memory_fraction"):
+    gpu, key = sweep.resources.gpu, sweep.trial_kind.gpu_share_key
+    if not key or not 0 < gpu < 1 or flatten(tree).get(key):
         return tree
-    return merge(tree, {"train.gpu_memory_fraction": round(0.95 * gpu, 4)})
+    return merge(tree, {key: round(0.95 * gpu, 4)})
 
 
 def check_cluster(sweep: Sweep, address: str, folder: SweepDir) -> None:

@@ -12,7 +12,7 @@ import logging
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,10 +42,11 @@ def _stderr_to(path: Path) -> Iterator[None]:
             os.close(saved)
 
 
-def init_ray(address: str | None, log_dir: Path) -> bool:
+def init_ray(address: str | None, log_dir: Path, py_modules: Sequence[str] = ()) -> bool:
     """Start a local Ray (or attach to ``address``); Ray's chatter goes to ``<log_dir>/ray.log``.
-    Returns whether this call connected (and so should shut down again). A local Ray started here
-    is watched (:func:`watch_local_ray`): it dies with this process, however that ends."""
+    ``py_modules``: package folders Ray's runtime environment ships to every worker of the job (the
+    sweep's plugins). Returns whether this call connected (and so should shut down again). A local Ray
+    started here is watched (:func:`watch_local_ray`): it dies with this process, however that ends."""
     import ray
 
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -55,13 +56,21 @@ def init_ray(address: str | None, log_dir: Path) -> bool:
         lg.handlers[:] = [handler]
         lg.propagate = False
     if ray.is_initialized():
+        if py_modules:
+            raise UserError(
+                "this process already holds a Ray session that ablate did not start, so the sweep's plugins "
+                "cannot be shipped to its workers; call ray.shutdown() first (ablate then starts or attaches its own)"
+            )
         return False
     env = {k: os.environ[k] for k in ("RAY_CHDIR_TO_TRIAL_DIR", "PYTHONPATH") if k in os.environ}
+    runtime_env: dict[str, Any] = {"env_vars": env, "working_dir": None} if address else {}
+    if py_modules:
+        runtime_env["py_modules"] = list(py_modules)
     kwargs: dict[str, Any] = dict(
         include_dashboard=False,
         log_to_driver=False,
         configure_logging=False,
-        runtime_env={"env_vars": env, "working_dir": None} if address else None,
+        runtime_env=runtime_env or None,
     )
     # "local": a new Ray of our own, never whatever `ray start` left in /tmp/ray/ray_current_cluster
     # (plain ray.init() would attach to that). The API passes RAY_ADDRESS from the environment as

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from ablate.config.tree import flatten, to_dict
-from ablate.results.schema import metric_names
+from ablate.kinds.registry import DEFAULT_KIND, get_kind
 from ablate.runner.trainable import ROW_KEY, resolve
 
 EXTRA_METRICS = ("wall_s",)  # common columns worth a curve besides the kind's metrics
@@ -56,7 +56,7 @@ def trial_info(params: dict[str, Any]) -> TrialInfo:
 
 def row_metrics(row: dict[str, Any], kind: str | None = None) -> dict[str, float]:
     """Every finite numeric metric of a results row (bools as 0/1), by column name."""
-    names = [*metric_names(kind or row.get("kind") or "ssl", numeric_only=True), *EXTRA_METRICS]
+    names = [*get_kind(kind or row.get("kind") or DEFAULT_KIND).metric_names(numeric_only=True), *EXTRA_METRICS]
     out: dict[str, float] = {}
     for name in names:
         v = row.get(name)

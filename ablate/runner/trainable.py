@@ -4,7 +4,7 @@ A trial's Tune parameters carry its kind and config (grid trials, with their tri
 and the sampled values (search trials). :func:`resolve` builds the config once per trial; the rows
 it reports go back to the driver as JSON in Tune results (``ROW_KEY``), where
 :mod:`ablate.runner.recorder` writes them to Parquet; per-epoch heartbeats (``PROGRESS_KEY``, no row)
-feed the live progress view. Each kind's run function is in :data:`RUNNERS`.
+feed the live progress view. Each kind's record (:mod:`ablate.kinds`) holds the function that runs it.
 """
 
 from __future__ import annotations
@@ -18,28 +18,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ablate.config.kinds import KINDS, TrialKind, build_config
 from ablate.config.tree import merge
-from ablate.config.trial import config_hash
+from ablate.kinds.registry import TrialKind, get_kind
 from ablate.results.io import ArtifactStore
 from ablate.results.layout import SweepDir
-from ablate.results.schema import Report, failed_row, finite, trial_columns
+from ablate.results.schema import Report, finite
 from ablate.runner.checkpoints import TuneCheckpointer, heartbeat
-from ablate.theory.dynamics import run_linear_dynamics
-from ablate.train.loop import Artifacts, Checkpointer, Progress, pretrain
+from ablate.sweep.plugins import import_shipped
+from ablate.train.loop import Artifacts, Checkpointer, Progress
 
 ROW_KEY = "row_json"
 PROGRESS_KEY = "progress_json"  # a heartbeat's {"epoch", "epochs", "images_per_s", "resumed_from"}
 HEARTBEAT_S = 1.0  # at most one heartbeat a second per trial: each costs a round trip to the driver
-
-RunFn = Callable[[Any, Report, "Checkpointer | None", "Artifacts | None", "Progress | None"], Any]
-# What runs a trial of each kind (config.kinds names the kinds):
-# run(config, report, checkpointer, artifacts, progress).
-RUNNERS: dict[str, RunFn] = {
-    "ssl": pretrain,
-    # the theory kind integrates in seconds: nothing to checkpoint, no weights to keep, no epochs
-    "linear_dynamics": lambda config, report, checkpointer, artifacts, progress: run_linear_dynamics(config, report),
-}
 
 
 @dataclass(frozen=True)
@@ -70,10 +60,11 @@ class ResolvedTrial:
 def resolve(params: dict[str, Any]) -> ResolvedTrial:
     """Build the trial's config from its Tune parameters: the whole resolved config of a grid trial,
     or the base merged with the sampled values of a search trial."""
-    kind = KINDS[params["kind"]]
+    import_shipped(params.get("plugins", ()))  # before the kind: its records may be a plugin's
+    kind = get_kind(params["kind"])
     tree = params["config"] if "config" in params else merge(params["base"], params["sampled"])
-    config = build_config(kind, tree, None)
-    return ResolvedTrial(params, kind, config, params.get("trial_id") or config_hash(config))
+    config = kind.build(tree)
+    return ResolvedTrial(params, kind, config, params.get("trial_id") or kind.trial_id(config))
 
 
 def trial_id_of(params: dict[str, Any]) -> str:
@@ -91,7 +82,7 @@ def row_reporter(trial: ResolvedTrial, send: Callable[[dict[str, Any]], None]) -
     Kinds that report many rows per second (``TrialKind.batch_rows_s``, the theory kind) send them
     in batches, one ``send`` per interval and always at the final row: each ``send`` costs Ray
     milliseconds and the driver one Parquet write."""
-    base = {**trial_columns(trial.config, trial.kind.name, "unknown"), **trial.columns}
+    base = {**trial.kind.columns(trial.config), **trial.columns}
     pending: list[dict[str, Any]] = []
     last = [time.monotonic()]
 
@@ -129,7 +120,7 @@ def progress_reporter(trial: ResolvedTrial, send: Callable[[dict[str, Any]], Non
 
 def failed_result(trial: ResolvedTrial, error: str) -> dict[str, Any]:
     """The Tune result that records a trial as failed with ``error``."""
-    row = failed_row(trial.config, trial.kind.name, error) | trial.columns
+    row = trial.kind.failed_row(trial.config, error) | trial.columns
     return {ROW_KEY: json.dumps(row, default=_jsonable), **{m: math.nan for m in trial.metrics}, "is_final": True}
 
 
@@ -140,8 +131,8 @@ def run_resolved(
     artifacts: Artifacts | None = None,
     progress: Progress | None = None,
 ) -> None:
-    """Run the trial's kind (:data:`RUNNERS`)."""
-    RUNNERS[trial.kind.name](trial.config, report, checkpointer, artifacts, progress)
+    """Run the trial with its kind's run function."""
+    trial.kind.run(trial.config, report, checkpointer, artifacts, progress)
 
 
 def trainable(params: dict[str, Any]) -> None:

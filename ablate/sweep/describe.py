@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ablate.config.registry import DATASETS, KINDS, PREDICTORS
 from ablate.results.layout import sweep_location_text
 from ablate.sweep.expand import axes_label, cells, compact
+from ablate.sweep.plugins import Plugin
 from ablate.sweep.validated import Sweep
 
 
@@ -28,6 +30,12 @@ def axes_of(sweep: Sweep) -> dict[str, list]:
     return out
 
 
+def plugin_line(plugin: Plugin) -> str:
+    """``lowrank.py (sha256 1f3a9c2b4d5e): predictor lowrank``: a plugin, its hash and what it registers."""
+    names = [f"{r.what} {n}" for r in (PREDICTORS, DATASETS, KINDS) for n in r if r.origin(n) == plugin.origin]
+    return f"{plugin.name} (sha256 {plugin.sha256[:12]}): {', '.join(names)}"
+
+
 def describe(sweep: Sweep) -> str:
     """What ``ablate check`` prints: the sweep at a glance, one fact per line."""
     trials, notes = sweep.trials, sweep.notes
@@ -38,6 +46,7 @@ def describe(sweep: Sweep) -> str:
         out.append(f"description  {sweep.description.strip().splitlines()[0]}")
     if sweep.overrides:
         out.append("overrides    " + " ".join(f"--set {k}={compact(v)}" for k, v in sweep.overrides.items()))
+    out += [f"plugin       {plugin_line(plugin)}" for plugin in sweep.plugins]
     if sweep.search is not None:
         s = sweep.search
         out.append(

@@ -26,17 +26,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ablate.config.kinds import build_config
 from ablate.config.tree import flatten, merge, set_dotted
-from ablate.config.trial import config_hash
 from ablate.config.yamlfile import line_of
 from ablate.errors import UserError
+from ablate.kinds.registry import build_config
 from ablate.sweep.validated import Sweep, SweepSource, undot
 
 
 @dataclass(frozen=True)
 class Trial:
-    """One trial: its id (hash of the resolved config), config, the axis values that define it
+    """One trial: its id (the hash of the resolved config and its plugins), config, the axis values that define it
     (dotted key -> value as written in the sweep, plus ``seed``), and what produced it
     (``grid`` | ``cases`` | ``optuna``)."""
 
@@ -278,7 +277,7 @@ def expand_cells(sweep: Sweep, built: list[BuiltCell]) -> tuple[list[Trial], lis
     for seed in sweep.seeds:  # outermost
         for cell, _, config in built:
             cfg = _with_seed(config, seed)
-            tid = config_hash(cfg)
+            tid = sweep.trial_kind.trial_id(cfg)
             if tid in first:
                 pair = (cell.origin, first[tid])
                 dropped[pair] = dropped.get(pair, 0) + 1
@@ -302,7 +301,7 @@ def search_trial(sweep: Sweep, sampled: Mapping[str, Any]) -> Trial:
     cell = Point(overrides, dict(sampled), "optuna", f"search point {axes_label(sampled)}")
     _, cfg = build_cell(sweep, cell, True)
     cfg = _with_seed(cfg, sweep.seeds[0])
-    return Trial(config_hash(cfg), cfg, {**sampled, "seed": sweep.seeds[0]}, "optuna", sweep.kind)
+    return Trial(sweep.trial_kind.trial_id(cfg), cfg, {**sampled, "seed": sweep.seeds[0]}, "optuna", sweep.kind)
 
 
 def _polymorphic(cls: type, dotted: str) -> bool:
@@ -333,7 +332,7 @@ def _static_notes(sweep: Sweep) -> list[str]:
         base_sub: Any = sweep.base
         for part in key.split("."):
             base_sub = base_sub.get(part) if isinstance(base_sub, Mapping) else None
-        if not isinstance(base_sub, Mapping) or origin in seen or _polymorphic(sweep.trial_kind.config_cls, key):
+        if not isinstance(base_sub, Mapping) or origin in seen or _polymorphic(sweep.trial_kind.Config, key):
             continue
         base_keys = set(flatten(base_sub))
         for v in values:

@@ -19,18 +19,20 @@ import dataclasses
 import json
 import os
 import sys
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ablate.config.kinds import DEFAULT_KIND, TrialKind, get_kind
 from ablate.config.tree import Source, build, did_you_mean, fail, set_dotted
 from ablate.config.yamlfile import decode_text, expand_tree, parse_yaml, read_yaml
 from ablate.errors import UserError
+from ablate.kinds.registry import DEFAULT_KIND, TrialKind, get_kind
 from ablate.results.layout import SweepDir
 from ablate.results.location import Location
-from ablate.results.schema import config_columns, metric_names
+from ablate.results.schema import config_columns
 from ablate.sweep import expand
+from ablate.sweep.plugins import Plugin, is_file_entry, load_entry_points, load_plugins
 from ablate.sweep.schema import Distribution, MetricSpec, SweepFile, fixed_key_problem
 from ablate.sweep.validated import Case, GridAxis, Sweep, SweepSource, undot
 
@@ -75,7 +77,22 @@ def read_sweep(
     else:
         file = str(source)
         data, lines, text = read_yaml(file)
-    return _build(file, data, lines, text, dict(overrides or {}), validate_paths)
+    plugin_files = kept_plugins(folder) if folder is not None else None
+    return _build(file, data, lines, text, dict(overrides or {}), validate_paths, plugin_files)
+
+
+def kept_plugins(folder: SweepDir) -> Path | None:
+    """A local folder holding the plugin files a results folder's run kept (``ablate run`` saves them
+    beside its sweep file), fetched into a temporary folder when the results live behind a URI."""
+    saved = folder.plugins
+    if not saved.exists():
+        return None
+    if saved.local is not None:
+        return saved.local
+    local = Path(tempfile.mkdtemp(prefix="ablate-plugins-"))
+    for item in saved.children():
+        (local / item.name).write_bytes(item.read_bytes())
+    return local
 
 
 def results_folder(source: str | Path | Location | SweepDir) -> SweepDir | None:
@@ -124,7 +141,13 @@ def is_sweep_source(source: Any) -> bool:
 
 
 def _build(
-    file: str, data: Any, lines: dict[str, int], text: str, overrides: dict[str, Any], validate_paths: bool
+    file: str,
+    data: Any,
+    lines: dict[str, int],
+    text: str,
+    overrides: dict[str, Any],
+    validate_paths: bool,
+    plugin_files: Path | None = None,
 ) -> Sweep:
     if not isinstance(data, dict):
         raise UserError(f"{file}: expected a mapping with name:, base: and grid: (see sweeps/smoke.yaml), got {data!r}")
@@ -135,6 +158,7 @@ def _build(
     overridden = frozenset(_apply_overrides(data, overrides or {}))
     src = SweepSource(file, lines, "", overridden)
     _check_lists(data, src)
+    plugins = _plugins(data.get("plugins") or [], file, src, plugin_files)
     raw_base = data.get("base", {})
     if not isinstance(raw_base, Mapping):
         raise fail(
@@ -153,36 +177,41 @@ def _build(
         search = dataclasses.replace(
             search, metric=search.metric or metric.name, mode=search.mode or metric.mode, space=space
         )
+    checked = {f.name: getattr(spec, f.name) for f in dataclasses.fields(SweepFile)}
     sweep = Sweep(
+        **{
+            **checked,
+            "grid": tuple(GridAxis(str(k), tuple(v), lines.get(f"grid.{k}", 0)) for k, v in spec.grid.items()),
+            "cases": tuple(
+                Case(i, {str(k): v for k, v in c.items()}, lines.get(f"cases[{i}]", 0))
+                for i, c in enumerate(spec.cases)
+            ),
+            "resources": spec.resources.normalised(),
+            "metric": metric,
+            "search": search,
+            "plugins": plugins,
+        },
         path=file,
         text=text,
         lines=dict(lines),
-        name=spec.name,
-        description=spec.description,
         kind=kind.name,
-        base=base,
-        grid=tuple(GridAxis(str(k), tuple(v), lines.get(f"grid.{k}", 0)) for k, v in spec.grid.items()),
-        cases=tuple(
-            Case(i, {str(k): v for k, v in c.items()}, lines.get(f"cases[{i}]", 0)) for i, c in enumerate(spec.cases)
-        ),
-        cases_mode=spec.cases_mode,
-        seeds=spec.seeds,
-        resources=spec.resources.normalised(),
-        max_concurrent=spec.max_concurrent,
-        metric=metric,
-        table=spec.table,
-        search=search,
-        storage=spec.storage,
-        max_failures=spec.max_failures,
-        checkpoint=spec.checkpoint,
-        logging=spec.logging,
-        stop_collapsed=spec.stop_collapsed,
         overrides=overrides,
         overridden=overridden,
     )
     built = _validate(sweep, kind, validate_paths)
     trials, notes = expand.expand_cells(sweep, built)
     return dataclasses.replace(sweep, trials=tuple(trials), notes=tuple(notes))
+
+
+def _plugins(entries: list[Any], file: str, src: Source, kept: Path | None) -> tuple[Plugin, ...]:
+    """The sweep's own plugins (files relative to the sweep file; those a results folder kept, when it
+    was read from one), then the installed packages' entry points: loaded before any key is checked,
+    since a plugin's names (predictor.name, base.kind, data.name) are valid only once it is."""
+    if kept is not None:  # its files, as they were run, by name
+        entries = [Path(e).name if isinstance(e, str) and is_file_entry(e) else e for e in entries]
+    base = kept if kept is not None else Path(file).parent
+    own = load_plugins(entries, base, lambda i: f"{src.where(f'plugins[{i}]')}: plugins[{i}]")
+    return own + load_entry_points()
 
 
 def _check_lists(data: Mapping[str, Any], src: Source) -> None:
@@ -192,6 +221,7 @@ def _check_lists(data: Mapping[str, Any], src: Source) -> None:
         ("seeds", data.get("seeds")),
         ("cases", data.get("cases")),
         ("logging", data.get("logging")),
+        ("plugins", data.get("plugins")),
         ("table.rows", table.get("rows")),
         ("table.cols", table.get("cols")),
     ]:
@@ -210,13 +240,13 @@ def _validate(sweep: Sweep, kind: TrialKind, validate_paths: bool) -> list[expan
     src = sweep.source()
     if not kind.has_seed and sweep.seeds != (0,):
         raise fail(src, "seeds", f"trials of kind {kind.name} have no seed; remove seeds")
-    metrics = metric_names(kind, numeric_only=True)
+    metrics = kind.metric_names(numeric_only=True)
     _check_metric(src, "metric.name", sweep.metric.name, kind, metrics)
     if sweep.search is not None:
         _check_metric(src, "search.metric", sweep.search.metric, kind, metrics)
     if sweep.table is not None:
         _check_metric(src, "table.metric", sweep.table.metric, kind, metrics)
-        columns = config_columns(kind.config_cls)
+        columns = config_columns(kind.Config)
         for part in ("rows", "cols"):
             for i, key in enumerate(getattr(sweep.table, part)):
                 if key not in columns:
@@ -232,7 +262,7 @@ def _validate(sweep: Sweep, kind: TrialKind, validate_paths: bool) -> list[expan
     if validate_paths:
         seen: set[Any] = set()
         for _, cell_src, cfg in built:
-            data = getattr(cfg, "data", None)
+            data = kind.data(cfg)
             if data is not None and data not in seen:
                 seen.add(data)
                 check_data_paths(data, cell_src)

@@ -130,7 +130,8 @@ class SweepFile:
     base: dict = field(
         default_factory=dict,
         metadata=doc(
-            "the sparse trial config every trial starts from; base.kind picks the trial kind (ssl | linear_dynamics)"
+            "the sparse trial config every trial starts from; base.kind picks the trial kind (ssl, linear_dynamics "
+            "or a plugin's)"
         ),
     )
     grid: dict = field(
@@ -171,6 +172,13 @@ class SweepFile:
     )
     logging: tuple[Literal["tensorboard", "mlflow", "wandb"], ...] = field(
         default=(), metadata=doc("extra trackers: tensorboard, mlflow, wandb")
+    )
+    plugins: tuple[str, ...] = field(
+        default=(),
+        metadata=doc(
+            "your own predictors, datasets or trial kinds: Python files (relative to the sweep file) or module "
+            "names, loaded before anything else (docs/plugins.md)"
+        ),
     )
 
     def check(self) -> tuple[str, str] | None:

@@ -12,11 +12,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ablate.config.kinds import TrialKind, get_kind
 from ablate.config.tree import Source, set_dotted
 from ablate.config.yamlfile import ancestors
-from ablate.sweep.schema import CheckpointSpec, MetricSpec, Resources, SearchSpec
-from ablate.sweep.table_block import TableSpec
+from ablate.kinds.registry import TrialKind, get_kind
+from ablate.sweep.plugins import Plugin
+from ablate.sweep.schema import SweepFile
 
 
 @dataclass(frozen=True)
@@ -33,33 +33,21 @@ class Case:
     line: int
 
 
-@dataclass(frozen=True)
-class Sweep:
-    """A validated sweep file. ``base`` is the sparse trial mapping (no ``kind``, no ``seed``; ``--set``
-    applied); ``text`` the file as written (for reports); ``lines`` maps dotted paths (``grid.x``,
-    ``cases[0].y``, list items as ``key[i]``) to 1-based lines."""
+@dataclass(frozen=True, kw_only=True)
+class Sweep(SweepFile):
+    """A validated sweep file: its :class:`SweepFile` settings in their checked form (``resources``
+    normalised, the kind's default ``metric``, ``search`` with its metric and space filled in), the grid
+    and cases as axes, the plugins it loaded and the trials it expands to. ``base`` is the sparse trial
+    mapping (no ``kind``, no ``seed``; ``--set`` applied); ``text`` the file as written (for reports);
+    ``lines`` maps dotted paths (``grid.x``, ``cases[0].y``, list items as ``key[i]``) to 1-based lines."""
 
     path: str
     text: str
     lines: Mapping[str, int]
-    name: str
-    description: str
     kind: str
-    base: dict[str, Any]
-    grid: tuple[GridAxis, ...]
-    cases: tuple[Case, ...]
-    cases_mode: str
-    seeds: tuple[int, ...]
-    resources: Resources
-    max_concurrent: int
-    metric: MetricSpec
-    table: TableSpec | None
-    search: SearchSpec | None
-    storage: str | None
-    max_failures: int
-    checkpoint: CheckpointSpec
-    logging: tuple[str, ...]
-    stop_collapsed: int = 0  # evaluations in a row with collapsed = true that end a trial; 0 = off
+    grid: tuple[GridAxis, ...] = ()
+    cases: tuple[Case, ...] = ()
+    plugins: tuple[Plugin, ...] = ()  # the plugins loaded (its own, then installed packages' entry points)
     overrides: dict[str, Any] = field(default_factory=dict)  # the --set overrides as given
     overridden: frozenset[str] = frozenset()  # file paths they replaced (e.g. base.optim.lr)
     trials: tuple = ()  # the expanded trials (ablate.sweep.expand.Trial), in run order; () for a search

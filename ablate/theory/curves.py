@@ -20,6 +20,7 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from ablate.results.io import final_mask
 from ablate.theory.plotkit import (
     FIGURE_FORMATS,
     FLOOR,
@@ -221,7 +222,7 @@ def final_summary(
             "lag": float(t["tau_eff"].min()) if "tau_eff" in t.columns and t["tau_eff"].notna().any() else np.nan,
         }
         for t in trials
-        if bool(t["is_final"].iloc[-1])
+        if final_mask(t).iloc[-1]
     ]
     tab = pd.DataFrame(recs)
     panels = [("y", f"final {metric}")]

@@ -26,6 +26,7 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from ablate.results.io import final_rows
 from ablate.results.location import Location
 from ablate.theory.curves import (
     balance_decay,
@@ -165,7 +166,7 @@ def collapse_map(df: pd.DataFrame, out_path: str | Path, *, formats: Sequence[st
     """Surviving fraction of modes at the end of each trial over (eta, tau), mean over seeds, one panel
     per sigma^2, with the bound eta = tau^2 / (4 (1 + sigma^2)) above which every mode collapses."""
     ok = ok_rows(df)
-    final = ok[ok["is_final"].fillna(False).astype(bool)] if len(ok) else ok
+    final = final_rows(ok)
     if final.empty or "eta" not in final.columns or "tau" not in final.columns:
         return []
     final = final.assign(frac=[r.n_alive / _n_modes(r) for r in final.itertuples()])

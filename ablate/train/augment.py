@@ -21,8 +21,8 @@ from functools import cache
 import torch
 from torch import Tensor
 
-from ablate.train import augment_ops as ops
 from ablate.datasets.recipes import RECIPES, Recipe
+from ablate.train import augment_ops as ops
 
 
 @dataclass

@@ -100,9 +100,9 @@ def assumed_gpu(precision: str) -> Throughput:
 
 def cost_line(sweep: Any, bench_dir: Path | None = None) -> str:
     """What ``ablate check`` prints about compute: FLOPs, device-hours at a throughput, wall time."""
-    configs = [c for c in sweep_configs(sweep) if isinstance(c, TrialConfig)]
-    if sweep.kind != "ssl" or not configs or sweep.search:
-        return ""
+    if sweep.search:
+        return "estimated compute: not counted for a search (its trials are sampled as it runs)"
+    configs = sweep_configs(sweep)
     per_config = [trial_flops(c) for c in configs]
     total = sum(per_config) * (len(sweep.trials) / len(configs))  # configs are the trials (seeds differ)
     on_cpu = all(c.train.device == "cpu" for c in configs)

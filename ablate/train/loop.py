@@ -21,21 +21,21 @@ from __future__ import annotations
 import contextlib
 import itertools
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import torch
 
-from ablate.config.trial import TrialConfig, load_trial_config
+from ablate.config.trial import TrialConfig
+from ablate.datasets.loaders import load_splits
 from ablate.errors import UserError
 from ablate.models.pair import BYOLPair
 from ablate.models.trunks import export_state_dict
 from ablate.provenance import device_name
 from ablate.results.layout import FINAL_WEIGHTS, epoch_weights
-from ablate.results.schema import Report, trial_columns
+from ablate.results.schema import Report
 from ablate.train.augment import build_augment, eval_transform
-from ablate.datasets.loaders import load_splits
 from ablate.train.ddp import DataParallel, augment_shard, check_batch, convert_sync_bn, shard_batches, wrap_ddp
 from ablate.train.evaluate import collapse_check, evaluate
 from ablate.train.optim import build_optimizer, lr_factor, param_groups, set_lr
@@ -225,7 +225,7 @@ def train_epoch(loop: Loop) -> tuple[float, float]:
 
 
 def pretrain(
-    config: TrialConfig | Mapping[str, Any],
+    cfg: TrialConfig,
     report: Report,
     checkpointer: Checkpointer | None = None,
     artifacts: Artifacts | None = None,
@@ -233,7 +233,7 @@ def pretrain(
 ) -> list[dict[str, Any]]:
     """Run one pretraining trial; call ``report(row)`` after every evaluated epoch.
 
-    ``config`` is a TrialConfig or a sparse mapping of it. Returns all rows. A non-finite loss
+    Returns all rows (the loop's columns: metrics, epoch, step, timing, device, status). A non-finite loss
     ends the trial with a final row of status ``diverged``; any other error propagates (the sweep
     runner turns it into a ``failed`` row).
 
@@ -244,11 +244,11 @@ def pretrain(
     ``progress``: called after every epoch (:data:`Progress`), on the main rank only.
     In a data-parallel trial only rank 0 evaluates (other ranks report rows without metrics,
     which the caller drops) and writes artifacts."""
-    cfg = config if isinstance(config, TrialConfig) else load_trial_config(config)
     t0 = time.perf_counter()
     loop = build_loop(cfg)
     main = loop.dp is None or loop.dp.is_main
-    base = trial_columns(cfg, "ssl", device_name(loop.device))
+    # the caller adds the trial's identity, config and provenance columns (its kind record's)
+    base = {"device": device_name(loop.device), "status": "ok", "error": None, "is_final": False}
     rows, resumed, wall_before = _resume(loop, checkpointer, report)
     t0 -= wall_before
     device_s = (rows[-1].get("device_s") or 0.0) if rows else 0.0  # what earlier runs of it computed

@@ -33,8 +33,6 @@ from typing import Any
 
 import torch
 
-from ablate.config.kinds import build_config
-from ablate.config.trial import TrialConfig
 from ablate.models.pair import BYOLPair
 
 GIB = 2**30
@@ -155,8 +153,7 @@ def _memory_key(cfg: Any) -> tuple:
         cfg.data.fake_classes,
         cfg.model,
         cfg.projector,
-        cfg.predictor.name,
-        getattr(cfg.predictor, "hidden_dim", None),
+        cfg.predictor,
         cfg.ema.tau > 0,
         cfg.loss.stop_gradient,
         cfg.optim.name,
@@ -184,10 +181,10 @@ def gpu_bytes() -> tuple[int, str]:
 
 
 def sweep_configs(sweep: Any) -> list[Any]:
-    """The trial configs of a loaded sweep whose memory differs (one per distinct memory key); a
-    search sweep contributes its base config (sampled keys are not expanded)."""
+    """The trial configs of a loaded pretraining sweep whose memory differs (one per distinct memory
+    key); a search sweep contributes its base config (sampled keys are not expanded)."""
     if sweep.search:
-        configs = [build_config(sweep.kind, sweep.search_base)]
+        configs = [sweep.trial_kind.build(sweep.search_base)]
     else:
         configs = [t.config for t in sweep.trials]
     unique: dict[tuple, Any] = {}
@@ -200,12 +197,8 @@ def memory_line(sweep: Any, total_bytes: int | None = None) -> str:
     """What ``ablate check`` prints about memory: the largest per-trial estimate over the sweep's
     trials and how many fit on one GPU (the visible one, else an 80 GB reference; ``total_bytes``
     overrides), with a warning line per problem: ``resources.gpu`` or
-    ``train.gpu_memory_fraction`` smaller than the estimate. Empty for kinds that use no GPU."""
-    if sweep.kind != "ssl":
-        return ""
-    configs = [c for c in sweep_configs(sweep) if isinstance(c, TrialConfig)]
-    if not configs:
-        return ""
+    ``train.gpu_memory_fraction`` smaller than the estimate."""
+    configs = sweep_configs(sweep)
     workers = max(1, getattr(sweep.resources, "workers", 1))
     est, cfg = max(((estimate_trial_memory(c, workers=workers), c) for c in configs), key=lambda e: e[0]["total"])
     several = f", the largest of {len(configs)} configurations" if len(configs) > 1 else ""

@@ -12,12 +12,14 @@ from typing import Any
 import pandas as pd
 
 from ablate.config.tree import flatten, merge, to_dict
-from ablate.config.trial import TrialConfig, config_hash, load_trial_config
+from ablate.config.trial import TrialConfig, config_hash
+from ablate.kinds.registry import SSL
+from ablate.kinds.ssl import load_trial_config
 from ablate.results.io import read_rows, write_table
 from ablate.results.layout import SweepDir
-from ablate.results.schema import schema_for, to_table
+from ablate.results.schema import to_table
 
-SCHEMA = schema_for("ssl")
+SCHEMA = SSL.schema
 SEED_OFFSET = {0: -0.004, 1: -0.002, 2: 0.0, 3: 0.002, 4: 0.004}  # mean 0, sample std 0.00316
 
 

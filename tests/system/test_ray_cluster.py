@@ -15,8 +15,8 @@ import pyarrow.parquet as pq
 import pytest
 
 import ablate
-from ablate.config.trial import load_trial_config
 from ablate.errors import UserError
+from ablate.kinds.ssl import load_trial_config
 from ablate.results.layout import SweepDir
 from ablate.runner.resources import fitting_trials
 from ablate.train.loop import pretrain

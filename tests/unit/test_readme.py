@@ -4,7 +4,8 @@ from pathlib import Path
 
 from ablate.config.tree import field_docs
 from ablate.config.trial import TrialConfig
-from ablate.results.schema import COMMON_COLUMNS, SSL_METRICS
+from ablate.kinds.registry import SSL
+from ablate.results.schema import COMMON_COLUMNS
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
@@ -16,7 +17,7 @@ def test_every_config_key_is_in_the_reference():
 
 
 def test_every_results_column_is_documented():
-    missing = [n for n, _, _ in COMMON_COLUMNS + SSL_METRICS if f"`{n}`" not in README]
+    missing = [n for n, _, _ in COMMON_COLUMNS + list(SSL.metrics) if f"`{n}`" not in README]
     assert not missing, f"README results schema lacks {missing}"
 
 

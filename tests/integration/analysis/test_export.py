@@ -11,11 +11,12 @@ import torchvision
 
 from ablate.analysis.export import read_trunk, select_trial, write_trunk
 from ablate.cli import main
-from ablate.config.trial import ModelConfig, load_trial_config
+from ablate.config.trial import ModelConfig
 from ablate.errors import UserError
+from ablate.kinds.registry import SSL
+from ablate.kinds.ssl import load_trial_config
 from ablate.models.trunks import build_trunk, export_state_dict
 from ablate.results.layout import SweepDir
-from ablate.results.schema import trial_columns
 from helpers.sweeps import write_sweep
 
 
@@ -34,7 +35,7 @@ def _fake_trial(
                 m.running_mean.uniform_(-0.5, 0.5)
                 m.running_var.uniform_(0.5, 2.0)
     trunk.eval()
-    base = {**trial_columns(cfg, "ssl", "cpu (test)"), "sweep": "exp"}
+    base = {**SSL.columns(cfg, "cpu (test)"), "sweep": "exp"}
     tid = base["trial_id"]
     rows = [
         {**base, "epoch": 1, "is_final": False, "probe_top1_best": probe / 2},
@@ -163,9 +164,9 @@ def test_real_trial_weights_export(tmp_path):
         }
     )
     rows = []
-    tid = trial_columns(cfg, "ssl", "cpu")["trial_id"]
+    tid = SSL.columns(cfg, "cpu")["trial_id"]
     pretrain(cfg, rows.append, artifacts=ArtifactStore(SweepDir.at(root).weights(tid)))
-    write_sweep(root, [[{**r, "sweep": "real"} for r in rows]])
+    write_sweep(root, [[{**SSL.columns(cfg), **r, "sweep": "real"} for r in rows]])
     out = write_trunk(root, best="probe_top1_best", to=tmp_path / "real.pt")
     saved = torch.load(SweepDir.at(root).weights(tid).local / "trunk_final.pt")
     exported = torch.load(out)

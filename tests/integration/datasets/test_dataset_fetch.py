@@ -22,9 +22,9 @@ from ablate.config.trial import DataConfig
 from ablate.datasets import download, fetch
 from ablate.datasets.check import check_dataset
 from ablate.datasets.fetch import fetch as fetch_dataset
+from ablate.datasets.loaders import load_splits
 from ablate.errors import DatasetError, UserError
 from ablate.results import location
-from ablate.datasets.loaders import load_splits
 
 STL = "stl10_binary.tar.gz"
 

@@ -15,11 +15,11 @@ import pyarrow as pa
 import pytest
 
 import ablate
+from ablate.kinds.registry import SSL
 from ablate.provenance import REPO
 from ablate.results.io import Expect, ResultsStore, read_rows
 from ablate.results.layout import SweepDir
 from ablate.results.lock import run_lock
-from ablate.results.schema import schema_for
 from helpers.sweeps import fill_run_folder
 
 MARK = "# pandas, pyarrow.dataset, DuckDB, polars"  # the README's code block of the four one-liners
@@ -57,7 +57,7 @@ def results(tmp_path, monkeypatch) -> SweepDir:
     lock = run_lock(folder)
     lock.acquire()  # a local lock file stays after release, as after every run
     lock.release()
-    store = ResultsStore(folder, Expect("readers", schema_for("ssl")))
+    store = ResultsStore(folder, Expect("readers", SSL.schema))
     folder.trial_file("0123456789ab").write_bytes(b"PAR1 cut short")  # a damaged file ...
     store.set_aside(store.holdings().skipped)  # ... moved aside as the next run does
     folder.progress_file.write_text(json.dumps({"pid": 1, "trials": {}}))

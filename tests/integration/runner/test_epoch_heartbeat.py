@@ -3,9 +3,10 @@ epoch's row, through the same run function ``ablate run``'s trials use."""
 
 from __future__ import annotations
 
-from ablate.config.kinds import KINDS
 from ablate.config.tree import to_dict
-from ablate.config.trial import config_hash, load_trial_config
+from ablate.config.trial import config_hash
+from ablate.kinds.registry import KINDS
+from ablate.kinds.ssl import load_trial_config
 from ablate.runner.trainable import ResolvedTrial, run_resolved
 
 FAST = {

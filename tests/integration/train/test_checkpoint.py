@@ -11,13 +11,14 @@ import pyarrow.fs as pafs
 import pytest
 import torch
 
-from ablate.config.trial import config_hash, load_trial_config
+from ablate.config.trial import config_hash
 from ablate.errors import UserError
+from ablate.kinds.registry import SSL
+from ablate.kinds.ssl import load_trial_config
 from ablate.results.io import ArtifactStore, Expect, ResultsStore, move_aside, read_rows
 from ablate.results.layout import SweepDir
 from ablate.results.location import Location
 from ablate.results.lock import run_lock
-from ablate.results.schema import schema_for, trial_columns
 from ablate.results.shared import storage_problem
 from ablate.runner.checkpoints import (
     META_FILE,
@@ -38,7 +39,7 @@ FAST = {
     "predictor": {"name": "directpred"},
 }
 KEYS = ("epoch", "step", "loss", "probe_top1", "z_std", "eig_align")
-SCHEMA = schema_for("ssl")
+SCHEMA = SSL.schema
 
 
 class Crash(Exception):
@@ -141,7 +142,7 @@ def test_trunk_weights_are_saved_for_export(tmp_path):
 # ---------------------------------------------------------------- storage locations
 def row(cfg, epoch, final=False):
     return {
-        **trial_columns(cfg, "ssl", "cpu"),
+        **SSL.columns(cfg, "cpu"),
         "sweep": "s",
         "epoch": epoch,
         "is_final": final,

@@ -18,7 +18,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from ablate.config.trial import load_trial_config
+from ablate.kinds.ssl import load_trial_config
 from ablate.train.loop import pretrain
 
 # 3 epochs x 3 steps of batch 64: float summation order (per-shard sums, all-reduce) is the only

@@ -13,7 +13,7 @@ import statistics
 
 import pytest
 
-from ablate.config.trial import load_trial_config
+from ablate.kinds.ssl import load_trial_config
 from ablate.train.loop import pretrain
 
 SEEDS = (0, 1, 2)

@@ -3,7 +3,7 @@ collapse do collapse (z_std near 0), the ones it says survive keep spread-out pr
 
 import pytest
 
-from ablate.config.trial import load_trial_config
+from ablate.kinds.ssl import load_trial_config
 from ablate.train.loop import pretrain
 
 # The recipe verified in ../shared/reference/environment.md: convnet on 16x16 digits, batch 128,

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from ablate.config.tree import merge
-from ablate.config.trial import load_trial_config
+from ablate.kinds.ssl import load_trial_config
 from ablate.train.loop import build_loop, train_epoch
 from ablate.train.optim import param_groups
 

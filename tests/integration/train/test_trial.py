@@ -5,8 +5,8 @@ import math
 import pandas as pd
 
 from ablate.cli import main
-from ablate.config.trial import load_trial_config
-from ablate.results.schema import SSL_METRICS
+from ablate.kinds.registry import SSL
+from ablate.kinds.ssl import load_trial_config
 from ablate.train.loop import pretrain
 
 FAST = {
@@ -28,7 +28,7 @@ def test_trial_reports_one_row_per_evaluated_epoch():
     assert rows == out and [r["epoch"] for r in rows] == [1, 2]
     assert [r["is_final"] for r in rows] == [False, True] and {r["status"] for r in rows} == {"ok"}
     last = rows[-1]
-    for name, _, _ in SSL_METRICS:
+    for name, _, _ in SSL.metrics:
         assert name in last, name
     assert 0 <= last["probe_top1"] <= 1 and last["probe_top1_best"] >= last["probe_top1"]
     assert last["predictor.name"] == "directpred" and last["predictor.rho"] == 0.3

@@ -19,6 +19,7 @@ from ablate.analysis.tables import build_table, expected_configs
 from ablate.analysis.views import TableView
 from ablate.config.tree import flatten, to_dict
 from ablate.errors import UserError
+from ablate.kinds.registry import SSL
 from ablate.results.layout import SweepDir
 from ablate.sweep.load import read_sweep
 from ablate.sweep.table_block import TableSpec
@@ -272,16 +273,15 @@ def test_api_report_passes_the_sweep_and_the_notes(tmp_path):
 def test_export_head_classes_of_a_convnet_trial_is_one_line(tmp_path):
     """A blank torchvision head fits ResNets only: a convnet trial is refused before anything is written."""
     from ablate.analysis.export import write_trunk
-    from ablate.config.trial import load_trial_config
+    from ablate.kinds.ssl import load_trial_config
     from ablate.models.trunks import build_trunk, export_state_dict
     from ablate.results.io import ArtifactStore, Expect, ResultsStore
     from ablate.results.layout import SweepDir
-    from ablate.results.schema import schema_for
     from helpers.sweeps import trial_rows
 
     cfg = load_trial_config({"model": {"width": 8}})
     folder = SweepDir.at(tmp_path / "s")
-    ResultsStore(folder, Expect("s", schema_for("ssl"))).add_many(trial_rows(cfg, "s", 0.5))
+    ResultsStore(folder, Expect("s", SSL.schema)).add_many(trial_rows(cfg, "s", 0.5))
     tid = trial_rows(cfg, "s", 0.5)[0]["trial_id"]
     ArtifactStore(folder.weights(tid)).save("trunk_final.pt", export_state_dict(build_trunk(cfg.model, 1)))
     with pytest.raises(UserError, match=r"--head-classes 10: trial \w+ has the convnet trunk"):

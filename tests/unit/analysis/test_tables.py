@@ -21,8 +21,9 @@ from ablate.analysis.protocols import with_protocol
 from ablate.analysis.render import render
 from ablate.analysis.tables import axis_label, build_table, expected_configs
 from ablate.config.tree import build
-from ablate.config.trial import TrialConfig, load_trial_config
+from ablate.config.trial import TrialConfig
 from ablate.errors import UserError
+from ablate.kinds.ssl import load_trial_config
 from ablate.results.layout import PAPER_FILE
 from ablate.results.schema import config_columns
 from ablate.sweep.load import read_sweep

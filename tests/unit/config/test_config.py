@@ -3,9 +3,11 @@
 import pytest
 
 from ablate.config.tree import Source, field_docs, merge, parse_set
-from ablate.config.trial import DirectPredConfig, MLPPredictorConfig, TrialConfig, config_hash, load_trial_config
+from ablate.config.trial import TrialConfig, config_hash
 from ablate.config.yamlfile import read_yaml
 from ablate.errors import UserError
+from ablate.kinds.ssl import load_trial_config
+from ablate.models.predictors import DirectPredConfig, MLPPredictorConfig
 
 
 def test_defaults_are_the_paper_recipe():

@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 
 from ablate.config.dynamics import MAX_ROWS, load_dynamics_config
-from ablate.config.trial import MAX_BATCH, MAX_CHANNELS, load_trial_config
+from ablate.config.trial import MAX_BATCH, MAX_CHANNELS
 from ablate.errors import UserError
+from ablate.kinds.ssl import load_trial_config
 
 
 def error_of(build, tree: dict) -> str:

@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from ablate.config.trial import DataConfig
-from ablate.errors import DatasetError
 from ablate.datasets import loaders as data
-from ablate.train.augment import build_augment
-from ablate.datasets.loaders import load_splits
 from ablate.datasets.images import TensorImageSet
+from ablate.datasets.loaders import load_splits
+from ablate.errors import DatasetError
+from ablate.train.augment import build_augment
 
 CPU = torch.device("cpu")
 

@@ -8,11 +8,11 @@ from PIL import Image
 
 from ablate.cli import main
 from ablate.config.trial import DataConfig
+from ablate.datasets import loaders as data
 from ablate.datasets import registry
 from ablate.datasets.check import check_dataset
-from ablate.errors import DatasetError
-from ablate.datasets import loaders as data
 from ablate.datasets.loaders import load_splits
+from ablate.errors import DatasetError
 
 
 @pytest.fixture(autouse=True)

@@ -125,7 +125,7 @@ def test_projector_is_linear_bn_relu_linear(affine):
 
 # ------------------------------------------------------------------ the pair: what feeds F_hat
 def pair_of(**cfg):
-    from ablate.config.trial import load_trial_config
+    from ablate.kinds.ssl import load_trial_config
     from ablate.models.pair import BYOLPair
 
     tree = {"model": {"width": 8}, "projector": {"hidden_dim": 16, "out_dim": 8}, **cfg}
@@ -181,8 +181,8 @@ def test_update_target_moves_by_the_scheduled_tau():
 
 
 def test_a_cosine_schedule_without_a_target_network_is_refused():
-    from ablate.config.trial import load_trial_config
     from ablate.errors import UserError
+    from ablate.kinds.ssl import load_trial_config
 
     with pytest.raises(UserError, match="ema.schedule: cosine needs a target network"):
         load_trial_config({"ema": {"tau": 0.0, "schedule": "cosine"}})

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from ablate.config.trial import PredictorConfig, load_trial_config
+from ablate.config.trial import PredictorConfig
+from ablate.kinds.ssl import load_trial_config
 from ablate.models.predictors import (
     PLUGIN_SOLVES,
     PREDICTORS,

@@ -9,20 +9,22 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from ablate.config.trial import config_hash, load_trial_config
+from ablate.config.trial import config_hash
 from ablate.errors import UserError
+from ablate.kinds.registry import SSL
+from ablate.kinds.ssl import load_trial_config
 from ablate.results.io import Expect, ResultsStore, read_rows, scan
 from ablate.results.layout import SweepDir
 from ablate.results.location import Location, umask
-from ablate.results.schema import schema_for, to_table, trial_columns
+from ablate.results.schema import to_table
 
-SCHEMA = schema_for("ssl")
+SCHEMA = SSL.schema
 
 
 def row(seed: int, epoch: int = 1, sweep: str = "s", **metrics) -> dict:
     cfg = load_trial_config({"seed": seed})
     return {
-        **trial_columns(cfg, "ssl", "cpu"),
+        **SSL.columns(cfg, "cpu"),
         "sweep": sweep,
         "epoch": epoch,
         "is_final": True,

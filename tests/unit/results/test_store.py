@@ -5,21 +5,21 @@ import io
 import pandas as pd
 import pytest
 
-from ablate.config.trial import load_trial_config
 from ablate.errors import UserError
+from ablate.kinds.registry import SSL
+from ablate.kinds.ssl import load_trial_config
 from ablate.results.io import Expect, ResultsStore, move_aside
 from ablate.results.layout import SweepDir
 from ablate.results.lock import run_lock
-from ablate.results.schema import failed_row, schema_for, trial_columns
 from ablate.runner.progress import ProgressView
 
-SCHEMA = schema_for("ssl")
+SCHEMA = SSL.schema
 EXPECT = Expect("s", SCHEMA)
 
 
 def row(cfg, epoch, final=False, status="ok", **metrics):
     return {
-        **trial_columns(cfg, "ssl", "cpu"),
+        **SSL.columns(cfg, "cpu"),
         "sweep": "s",
         "epoch": epoch,
         "is_final": final,
@@ -48,7 +48,7 @@ def test_finished_ids_and_replacement_on_resume(tmp_path):
     store.add(row(a, 2, True))
     store.add(row(b, 1))
     store.add(row(b, 2))  # interrupted before its final row
-    assert store.holdings().finished() == {trial_columns(a, "ssl", "cpu")["trial_id"]}
+    assert store.holdings().finished() == {SSL.columns(a, "cpu")["trial_id"]}
     fresh = ResultsStore(SweepDir.at(tmp_path / "s"), EXPECT)  # a new run resumes b from its epoch-1 checkpoint
     fresh.add(row(b, 2))
     fresh.add(row(b, 3, True))
@@ -61,7 +61,7 @@ def test_failed_row_keeps_earlier_epochs_and_a_retry_replaces_it(tmp_path):
     store = ResultsStore(SweepDir.at(tmp_path / "s"), EXPECT)
     cfg = load_trial_config({})
     store.add(row(cfg, 1))
-    store.add({**failed_row(cfg, "ssl", "RuntimeError: boom"), "sweep": "s"})
+    store.add({**SSL.failed_row(cfg, "RuntimeError: boom"), "sweep": "s"})
     df = pd.read_parquet(tmp_path / "s")
     assert list(df.status) == ["ok", "failed"] and df.error.iloc[-1] == "RuntimeError: boom"
     assert store.holdings().finished() == set()
@@ -73,7 +73,7 @@ def test_no_temporary_files_are_left(tmp_path):
     store = ResultsStore(SweepDir.at(tmp_path / "s"), EXPECT)
     store.add(row(load_trial_config({}), 1, True))
     assert [p.name for p in (tmp_path / "s").iterdir()] == [
-        f"{trial_columns(load_trial_config({}), 'ssl', 'cpu')['trial_id']}.parquet"
+        f"{SSL.columns(load_trial_config({}), 'cpu')['trial_id']}.parquet"
     ]
 
 

@@ -13,11 +13,12 @@ import pytest
 
 import ablate
 from ablate.analysis.status import render_status, trial_states
-from ablate.config.trial import load_trial_config
 from ablate.errors import UserError
+from ablate.kinds.registry import SSL
+from ablate.kinds.ssl import load_trial_config
 from ablate.results.io import Expect, ResultsStore, scan
 from ablate.results.layout import SweepDir
-from ablate.results.schema import COLLAPSED_STOPPED, schema_for, trial_columns
+from ablate.results.schema import COLLAPSED_STOPPED
 from ablate.runner.progress import ProgressView
 from ablate.runner.recorder import Recording, RunSummary, stopper
 from ablate.runner.trainable import ROW_KEY
@@ -25,18 +26,18 @@ from ablate.sweep.load import read_sweep
 from helpers.tiny_sweeps import write_sweep
 
 CFG = load_trial_config({"seed": 0})
-TID = trial_columns(CFG, "ssl", "cpu")["trial_id"]
+TID = SSL.columns(CFG, "cpu")["trial_id"]
 
 
 def row(epoch: int, collapsed: bool | None, final: bool = False) -> dict:
-    out = {**trial_columns(CFG, "ssl", "cpu"), "sweep": "s", "epoch": epoch, "status": "ok", "is_final": final}
+    out = {**SSL.columns(CFG, "cpu"), "sweep": "s", "epoch": epoch, "status": "ok", "is_final": final}
     if collapsed is not None:
         out.update(z_std=0.02 if collapsed else 0.5, collapsed=collapsed)
     return out
 
 
 def recording(tmp_path) -> tuple[Recording, SimpleNamespace]:
-    store = ResultsStore(SweepDir.at(tmp_path / "s"), Expect("s", schema_for("ssl")))
+    store = ResultsStore(SweepDir.at(tmp_path / "s"), Expect("s", SSL.schema))
     view = ProgressView(total=1, metric="z_std", stream=io.StringIO())
     trial = SimpleNamespace(trial_id="ray1", config={"trial": {"trial_id": TID}})
     return Recording(store, view, RunSummary(tmp_path / "s", None, 1, 0, 0)), trial
@@ -56,7 +57,7 @@ def test_a_trial_stops_after_n_collapsed_evaluations_in_a_row_and_its_last_row_s
     assert verdicts == [False] * 5  # the streak broke at epoch 3; a row without the flag changes nothing
     assert not feed(rec, stop, trial, row(6, True)) and feed(rec, stop, trial, row(7, True))  # 4, 6, 7: three
     rec.complete(trial)
-    rows = scan(SweepDir.at(tmp_path / "s"), Expect("s", schema_for("ssl"))).rows
+    rows = scan(SweepDir.at(tmp_path / "s"), Expect("s", SSL.schema)).rows
     last = rows.sort_values("epoch").iloc[-1]
     assert (last.epoch, last.status, bool(last.is_final)) == (7, COLLAPSED_STOPPED, True)
     assert "collapsed for 3 evaluations in a row (z_std 0.02 < 0.1); stopped at epoch 7" in last.error

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from ablate.config.trial import DirectPredConfig, MLPPredictorConfig, config_hash, load_trial_config
+from ablate.config.trial import config_hash
+from ablate.kinds.ssl import load_trial_config
+from ablate.models.predictors import DirectPredConfig, MLPPredictorConfig
 from ablate.sweep.describe import axes_of, describe
 from ablate.sweep.expand import compact, expand, search_trial
 from ablate.sweep.load import read_sweep

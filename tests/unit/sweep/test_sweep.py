@@ -9,8 +9,8 @@ import pytest
 
 from ablate.config.yamlfile import read_yaml
 from ablate.errors import UserError
+from ablate.kinds.registry import SSL
 from ablate.results.layout import sweep_location_text
-from ablate.results.schema import metric_names
 from ablate.sweep.load import read_sweep
 from ablate.sweep.schema import Distribution
 
@@ -492,7 +492,7 @@ BAD = [
 def test_bad_sweep_file_gives_exact_one_line_message(tmp_path, monkeypatch, text, expected):
     monkeypatch.delenv("ABLATE_TEST_UNSET_VAR", raising=False)
     path = write(tmp_path, text)
-    ssl_metrics = ", ".join(metric_names("ssl", numeric_only=True))  # the list grows with the schema
+    ssl_metrics = ", ".join(SSL.metric_names(numeric_only=True))  # the list grows with the schema
     assert error_of(path) == expected.format(f=path, ssl_metrics=ssl_metrics)
 
 
@@ -658,4 +658,4 @@ def test_linear_dynamics_kind_uses_its_own_metrics(tmp_path):
 def test_every_sweep_in_the_repository_loads():
     for path in sorted((REPO / "sweeps").glob("*.yaml")):
         sweep = read_sweep(path, validate_paths=False)
-        assert sweep.trial_kind.config_cls is not None, path
+        assert sweep.trial_kind.Config is not None, path

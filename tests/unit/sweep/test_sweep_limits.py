@@ -104,7 +104,7 @@ def test_names_that_cannot_be_a_results_folder_of_their_own_are_refused(tmp_path
 
 
 def test_a_sweep_file_given_to_trial_says_to_run_it():
-    from ablate.train.single import SWEEP_ONLY_KEYS, trial_config
+    from ablate.kinds.single import SWEEP_ONLY_KEYS, trial_config
 
     smoke = REPO / "sweeps" / "smoke.yaml"
     with pytest.raises(UserError) as e:

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from ablate.config.dynamics import load_dynamics_config
+from ablate.kinds.single import run_many
 from ablate.theory.dynamics import Flow, basin_boundary, collapse_bound, run_linear_dynamics
-from ablate.theory.frame import results_frame
 
 
 def simulate(**kw):
@@ -28,7 +28,7 @@ def test_rows_are_reported_on_schedule_and_fit_the_schema():
     assert [r["is_final"] for r in rows] == [False, False, False, True]
     assert rows[-1]["t"] == pytest.approx(2.5) and all(r["status"] == "ok" for r in rows)
     assert len(rows[0]["f_eigs"]) == 3 and rows[0]["f_eigs"] == sorted(rows[0]["f_eigs"], reverse=True)
-    df = results_frame([load_dynamics_config({"n1": 4, "n2": 3, "steps": 5})])  # raises on a column not in the schema
+    df = run_many([load_dynamics_config({"n1": 4, "n2": 3, "steps": 5})])  # raises on a column not in the schema
     assert df["trial_id"].nunique() == 1 and df["collapsed"].dtype == bool
 
 

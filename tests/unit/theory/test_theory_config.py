@@ -6,7 +6,7 @@ import pytest
 
 from ablate.config.dynamics import DynamicsConfig, load_dynamics_config
 from ablate.errors import UserError
-from ablate.results.schema import schema_for
+from ablate.kinds.registry import DYNAMICS
 from ablate.theory.dynamics import basin_boundary, collapse_bound
 
 SWEEPS = sorted((Path(__file__).resolve().parents[3] / "sweeps").glob("theory_*.yaml"))
@@ -68,7 +68,7 @@ def test_bound_and_basin_boundary_agree():
 
 
 def test_metrics_do_not_clash_with_common_or_config_columns():
-    schema = schema_for("linear_dynamics")
+    schema = DYNAMICS.schema
     assert len(schema.names) == len(set(schema.names))
     assert {"f_eigs", "commutator", "balance_residual", "collapsed", "eta", "alpha_p", "p0"} <= set(schema.names)
 

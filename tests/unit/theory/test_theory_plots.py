@@ -4,14 +4,14 @@ import pandas as pd
 import pytest
 
 from ablate.config.dynamics import load_dynamics_config
-from ablate.theory.frame import results_frame
+from ablate.kinds.single import run_many
 from ablate.theory.plots import collapse_map, commutator_decay, final_summary, phase_portrait, plot_theory
 
 SHORT = {"n1": 4, "n2": 4, "dt": 0.1, "steps": 60, "report_every": 10}
 
 
 def frame(*overrides, seeds=(0,)):
-    return results_frame([load_dynamics_config({**SHORT, **o, "seed": s}) for o in overrides for s in seeds], "t")
+    return run_many([load_dynamics_config({**SHORT, **o, "seed": s}) for o in overrides for s in seeds], "t")
 
 
 def written(paths, *names):

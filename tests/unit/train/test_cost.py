@@ -6,10 +6,13 @@ import math
 import pandas as pd
 import pyarrow as pa
 import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 import ablate
-from ablate.config.trial import load_trial_config
 from ablate.errors import UserError
+from ablate.kinds.ssl import load_trial_config
+from ablate.models.pair import BYOLPair
 from ablate.results.io import write_table
 from ablate.results.location import Location
 from ablate.sweep.load import read_sweep
@@ -24,6 +27,11 @@ def test_a_steps_flops_are_linear_in_the_batch_and_count_the_target():
     b = step_flops(load_trial_config({**TINY, "train": {"batch_size": 128}}))[0]
     simsiam = step_flops(load_trial_config({**TINY, "ema": {"tau": 0.0}}))[0]  # no target network to run
     assert b == pytest.approx(2 * a) and simsiam < a
+    # a whole step: both views' online forward + backward (~2x forward) and the target forward
+    pair = BYOLPair(load_trial_config(TINY), 1)
+    with FlopCounterMode(display=False) as fwd:
+        pair.online(torch.rand(2 * 64, 1, 16, 16))  # both views' online forward
+    assert 3.0 < a / fwd.get_total_flops() < 5.0
 
 
 def test_a_trials_flops_are_epochs_x_steps_x_step_plus_its_evaluations():

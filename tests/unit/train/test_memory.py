@@ -7,7 +7,7 @@ import textwrap
 import pytest
 import torch
 
-from ablate.config.trial import load_trial_config
+from ablate.kinds.ssl import load_trial_config
 from ablate.train.memory import GIB, estimate_trial_memory, gib, memory_line
 
 SMALL = {"projector": {"hidden_dim": 64, "out_dim": 32}, "model": {"width": 32}}
@@ -165,7 +165,7 @@ def test_memory_line_warns_when_the_gpu_share_is_too_small(tmp_path):
     assert "warning: train.gpu_memory_fraction=0.001 caps the allocator" in line
 
 
-def test_memory_line_is_empty_for_kinds_without_a_gpu(tmp_path):
+def test_a_kind_without_a_gpu_says_its_estimate_does_not_apply(tmp_path):
     sweep = _sweep(
         tmp_path,
         """\
@@ -174,7 +174,8 @@ def test_memory_line_is_empty_for_kinds_without_a_gpu(tmp_path):
           kind: linear_dynamics
         """,
     )
-    assert memory_line(sweep) == ""
+    (line,) = sweep.trial_kind.estimate(sweep)
+    assert line.startswith("memory and compute: not estimated;") and "side 10" in line
 
 
 def test_memory_line_for_cpu_sweeps_and_data_parallel_workers(tmp_path):

@@ -104,7 +104,10 @@ def _find(module: str, where: str) -> Any:
     try:
         return importlib.util.find_spec(module)
     except (ImportError, ValueError) as e:  # a parent package that does not import
-        raise UserError(f"{where}: plugin module {module!r} cannot be found: {type(e).__name__}: {e}") from None
+        raise UserError(
+            f"{where}: no module {module!r} importable here ({type(e).__name__}: {e}); install its package, or name "
+            "its file (my_module.py)"
+        ) from None
 
 
 def _exec_file(plugin: Plugin) -> None:

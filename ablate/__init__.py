@@ -9,9 +9,10 @@ The Python API (:mod:`ablate.api`) is re-exported here for notebooks::
 
 Importing ``ablate`` is cheap: the API loads torch, pandas and Ray only when a function needs them.
 The rooms, each a subpackage with one job, in the order data flows: ``config`` (what a trial is),
-``sweep`` (which trials a sweep makes), ``runner`` (Ray Tune runs them), ``train`` / ``theory`` (one
-trial), ``models`` (networks), ``results`` (rows in Parquet), ``analysis`` (tables, figures,
-reports), ``benchmark``, ``cluster``, ``datasets`` (fetch and check the data on disk).
+``sweep`` (which trials a sweep makes, its plugins), ``runner`` (Ray Tune runs them), ``kinds`` (one
+record per kind of trial), ``train`` / ``theory`` (one trial), ``datasets`` (one record per dataset;
+fetch and check the data on disk), ``models`` (networks, the predictors), ``results`` (rows in
+Parquet), ``analysis`` (tables, figures, reports), ``benchmark``, ``cluster``.
 """
 
 from ablate.api import *  # noqa: F403  (the API's names, listed once in its __all__)

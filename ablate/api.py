@@ -445,7 +445,7 @@ def report(
         with_protocol(table_spec(sweep, required=False), protocol),
         out or folder.report(fmt),
         sweep=sweep,
-        notes=src.notes,
+        notes=src.shared_notes(),
         fmt=fmt,
         paper=paper,
         expected=expected_configs(sweep),

@@ -31,14 +31,14 @@ from ablate.analysis.cost import device_share, in_units
 from ablate.analysis.paper import PaperRef, load_paper
 from ablate.analysis.plots import LEADING, Arm, arms, plot_sweep, spectra_names
 from ablate.analysis.render import render
+from ablate.analysis.report_blocks import CSS, Block, Grid, render_blocks, with_contents
 from ablate.analysis.report_sections import (
     WALL_TIME_NOTE,
-    Block,
     ConfigSummary,
-    Grid,
     aligned_notes,
+    chosen_keys,
     config_summary,
-    render_blocks,
+    durations,
     trial_grid,
 )
 from ablate.analysis.tables import Table, build_table
@@ -49,13 +49,6 @@ from ablate.results.schema import COLLAPSE_Z_STD
 from ablate.sweep.describe import describe
 from ablate.sweep.table_block import TableSpec
 from ablate.sweep.validated import Sweep
-
-CSS = """body{font-family:system-ui,sans-serif;max-width:1400px;margin:2em auto;padding:0 1em;color:#222}
-table{border-collapse:collapse;margin:1em 0}
-th,td{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}
-caption{caption-side:top;text-align:left;font-weight:600;padding:4px 0}td.missing{color:#999}
-td.diverged,td.failed{background:#fde8e8}td.collapsed{background:#fff4d6}.legend{font-size:90%;color:#555}
-img{max-width:100%;border:1px solid #eee;margin:6px 0}pre{background:#f6f8fa;padding:1em;overflow-x:auto}"""
 
 
 def provenance_summary(df: pd.DataFrame) -> dict[str, str]:
@@ -74,6 +67,7 @@ def provenance_summary(df: pd.DataFrame) -> dict[str, str]:
     dirty = (
         df.drop_duplicates("trial_id")["git_dirty"].fillna(False).astype(bool) if "git_dirty" in df.columns else None
     )
+    total, longest = durations([last.sum(), last.max()])[0] if len(last) else ("unknown", "unknown")
     versions = "unknown"
     if "versions" in df.columns and df["versions"].notna().any():
         vs = [json.loads(v) for v in df["versions"].dropna().unique()]
@@ -87,13 +81,9 @@ def provenance_summary(df: pd.DataFrame) -> dict[str, str]:
         "device": values("device"),
         "first trial started": started.min() if len(started) else "unknown",
         "last trial started": started.max() if len(started) else "unknown",
-        "total wall time (sum over trials)": _duration(float(last.sum())) if len(last) else "unknown",
-        "longest trial": _duration(float(last.max())) if len(last) else "unknown",
+        "total wall time (sum over trials)": total,
+        "longest trial": longest,
     }
-
-
-def _duration(seconds: float) -> str:
-    return str(dt.timedelta(seconds=round(seconds)))
 
 
 def status_counts(df: pd.DataFrame) -> dict[str, int]:
@@ -206,19 +196,23 @@ class AsRun:
     notes: tuple[str, ...] = ()
     about: str = ""
     share: tuple[float, str] = (1.0, "CPU core")  # each trial's share of its device, and the device's name
+    chosen: frozenset[str] | None = None  # the config keys the grid or cases set (None: not known)
 
 
 def as_run(sweep: Sweep | None, sweep_text: str | None = None, notes: Sequence[str] = ()) -> AsRun:
     """What the report shows of ``sweep``: ``ablate check``'s description (trials, axes, seeds; not where
-    results go: the report may be read anywhere) and each override as the ``--set`` that gave it."""
+    the sweep file or the results are on this machine: the page is meant to be shared) and each override
+    as the ``--set`` that gave it."""
     if sweep is None:
         return AsRun(text=sweep_text, notes=tuple(notes))
-    lines = [line for line in describe(sweep).splitlines() if not line.startswith("results ")]
+    lines = [line for line in describe(sweep).splitlines() if not line.startswith(("results ", "sweep "))]
     sets = tuple(
         "--set " + shlex.quote(f"{k}={v if isinstance(v, str) else json.dumps(v, separators=(',', ':'))}")
         for k, v in sweep.overrides.items()
     )
-    return AsRun("\n".join(lines), sets, sweep.text, tuple(notes), sweep.description.strip(), device_share(sweep))
+    chosen = frozenset(chosen_keys([t.axes for t in sweep.trials])) if sweep.trials else None
+    about = sweep.description.strip()
+    return AsRun("\n".join(lines), sets, sweep.text, tuple(notes), about, device_share(sweep), chosen)
 
 
 @dataclass(frozen=True)
@@ -247,7 +241,7 @@ class Page:
     @cached_property
     def config(self) -> ConfigSummary:
         """What varies (values in table order), what only some trials set, what is fixed."""
-        return config_summary(self.ordered)
+        return config_summary(self.ordered, self.run.chosen)
 
 
 OPEN_TRIALS = 40  # the HTML per-trial table starts unfolded up to this many trials
@@ -273,7 +267,7 @@ def page_blocks(page: Page, images: Sequence[tuple[str, str]]) -> list[Block]:
         blocks += [("pre", ("", " ".join(run.overrides)))] if run.overrides else []
     if run.text:
         blocks += [("h2", "Sweep file"), ("pre", ("yaml", run.text))]
-    return blocks
+    return with_contents(blocks)
 
 
 def _config_blocks(page: Page) -> list[Block]:
@@ -285,7 +279,8 @@ def _config_blocks(page: Page) -> list[Block]:
         blocks.append(("p", f"What varies across the {n} trials:"))
         blocks.append(("grid", Grid(("setting", "values"), tuple((k, ", ".join(v)) for k, v in summary.varies))))
     if summary.partly:
-        blocks.append(("p", "Set in some trials only (a variant's own settings):"))
+        own = "A variant's own settings (set in some trials only, or a default that differs by variant):"
+        blocks.append(("p", own))
         blocks.append(("grid", Grid(("setting", "value", "set"), summary.partly)))
     if run.description:
         blocks.append(("p", f"--set overrides: {' '.join(run.overrides)}" if run.overrides else "No --set overrides."))

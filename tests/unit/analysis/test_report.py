@@ -155,7 +155,7 @@ def test_report_says_why_directpred_is_aligned_by_construction_beside_the_eigen_
     assert "DirectPred's eigen-alignment is 1 by construction" in eigen
     assert "W_p = U diag(p) U^T" in eigen and "predictor.freq > 1" in eigen
     assert "DirectPred's eig-align is 1 by construction: see the note under the eigen figure" in text
-    assert "Set in some trials only" in text and "where predictor.name=directpred" in text  # rho, eps, freq ...
+    assert "A variant's own settings" in text and "where predictor.name=directpred" in text  # rho, eps, freq ...
     page = write_report(df, spec, tmp_path / "r.html", paper=False).read_text()
     assert page.count("1 by construction") == 2 and "<details open><summary>Each trial" in page
 

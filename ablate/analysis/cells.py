@@ -102,13 +102,23 @@ def _config_text(rec: Mapping[str, Any]) -> dict[str, str]:
     }
 
 
+def config_spread(recs: Sequence[Mapping[str, Any]]) -> dict[str, list[str]]:
+    """The config keys (but those seeds of one config may differ in) whose values differ between the
+    trials of ``recs`` (results rows, one or more per trial), each with its canonical values in order
+    of appearance (``null`` where a trial lacks the key)."""
+    trials = {str(r.get("trial_id")) if r.get("trial_id") is not None else i: r for i, r in enumerate(recs)}
+    configs = [_config_text(rec) for rec in trials.values()]
+    keys = dict.fromkeys(k for cfg in configs for k in cfg)
+    values = {k: list(dict.fromkeys(cfg.get(k, "null") for cfg in configs)) for k in keys}
+    return {k: v for k, v in values.items() if len(v) > 1}
+
+
 def check_one_config(groups: Mapping[tuple, list[dict]], spec: TableSpec) -> None:
     """A cell is the seeds of ONE config: trials of a cell that differ in any other key (but those that
     do not change the trial id) would be averaged as if they were seeds."""
     for (r, c), recs in groups.items():
-        configs = [_config_text(rec) for rec in {str(rec.get("trial_id")): rec for rec in recs}.values()]
-        values = {k: sorted({cfg.get(k, "null") for cfg in configs}) for k in set().union(*configs)}
-        differ = sorted(k for k, v in values.items() if len(v) > 1)
+        values = config_spread(recs)
+        differ = sorted(values)
         if not differ:
             continue
         cell = " / ".join(

@@ -34,7 +34,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ablate.config.tree import build, did_you_mean
+from ablate.analysis.metrics import check_measure
+from ablate.config.tree import build
 from ablate.config.trial import ModelConfig
 from ablate.errors import UserError
 from ablate.models.trunks import export_state_dict, load_trunk
@@ -82,12 +83,7 @@ def select_trial(
                 f"export --trial {hits[0]}: the trial has not finished (no final row); run the sweep again to finish it"
             )
         return _clean(rows.iloc[-1].to_dict())
-    metrics = numeric_metrics(df)
-    if best not in metrics:
-        what = "not a numeric metric" if best in df.columns else "not a column of the results"
-        raise UserError(
-            f"export --best {best}: {what}{did_you_mean(best, metrics) or ''}; choose one of {', '.join(metrics)}"
-        )
+    check_measure(df, best, "export --best")
     if mode not in ("max", "min"):
         raise UserError(f"export --mode {mode!r}: choose max or min")
     ok = final[(final["status"] == "ok") & final[best].notna()]
@@ -95,20 +91,6 @@ def select_trial(
         raise UserError(f"export --best {best}: no finished trial with a value of {best} in {folder}")
     idx = ok[best].astype(float).idxmax() if mode == "max" else ok[best].astype(float).idxmin()
     return _clean(ok.loc[idx].to_dict())
-
-
-def numeric_metrics(df: pd.DataFrame) -> list[str]:
-    """The metric columns of the results that a best trial can be picked by: numbers, not flags or lists."""
-    kinds = df["kind"].dropna().unique() if "kind" in df.columns else ["ssl"]
-    names = dict.fromkeys(m for kind in kinds for m in metric_names(kind, numeric_only=True))
-    return [
-        m
-        for m in names
-        if m in df.columns
-        and pd.api.types.is_numeric_dtype(df[m])
-        and not pd.api.types.is_bool_dtype(df[m])
-        and df[m].notna().any()
-    ]
 
 
 def _clean(row: dict[str, Any]) -> dict[str, Any]:

@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ablate.analysis.metrics import config_keys
 from ablate.analysis.report_blocks import Grid
 from ablate.analysis.tables import EPOCH
-from ablate.config.kinds import KINDS
-from ablate.results.schema import COMMON_COLUMNS, METRICS, config_columns, finite
+from ablate.results.schema import finite
 
 
 # ---------------------------------------------------------------- values
@@ -62,14 +62,6 @@ class ConfigSummary:
     varies: tuple[tuple[str, tuple[str, ...]], ...]
     partly: tuple[tuple[str, str, str], ...]
     fixed: tuple[tuple[str, str], ...]
-
-
-def config_keys(df: pd.DataFrame) -> list[str]:
-    """The config leaves (dotted keys, and ``seed``) among ``df``'s columns, for the trial kinds it holds."""
-    kinds = [k for k in (df["kind"].dropna().unique() if "kind" in df.columns else ["ssl"]) if k in KINDS] or ["ssl"]
-    taken = {n for n, *_ in COMMON_COLUMNS} | {n for k in kinds for n, *_ in METRICS[k]}
-    keys = dict.fromkeys(k for kind in kinds for k in config_columns(KINDS[kind].config_cls))
-    return ["seed"] * ("seed" in df.columns) + [k for k in keys if k in df.columns and k not in taken]
 
 
 def config_summary(df: pd.DataFrame, chosen: Collection[str] | None = None) -> ConfigSummary:

@@ -22,6 +22,7 @@ from typing import Any
 import pandas as pd
 
 from ablate.analysis.cells import axis_label, check_labels, check_one_config
+from ablate.analysis.metrics import check_measure
 from ablate.analysis.paper import PaperCell, PaperRef, canon, value_rank
 from ablate.analysis.protocols import PROTOCOLS, trial_value_row
 from ablate.config.tree import flatten, to_dict
@@ -121,6 +122,9 @@ def _records(df: pd.DataFrame, spec: TableSpec) -> list[dict[str, Any]]:
                 f"table: {k!r} is not a column of the results; use a dotted config key "
                 f"(e.g. predictor.rho) or a metric column (e.g. probe_top1_best)"
             )
+    for k, flag in ((spec.metric, "table.metric"), (spec.top5, "table.top5")):
+        if k:
+            check_measure(df, k, flag)  # a config value averaged over seeds is no result
     out: list[dict[str, Any]] = []
     by_epoch = EPOCH in (*spec.rows, *spec.cols)
     targets = list(spec.epochs) or sorted(int(e) for e in df.loc[df.status == "ok", "epoch"].dropna().unique())

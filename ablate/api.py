@@ -340,6 +340,10 @@ def table(
     from ablate.analysis.tables import build_table, expected_configs
     from ablate.analysis.views import TableView, table_spec
 
+    if cost and protocol is not None:
+        raise UserError(
+            "table --cost shows each trial's measured device time, which no probe --protocol reads: leave one out"
+        )
     src = read_source(source, sweep, storage)
     df, sw = src.require_rows(source), src.sweep
     spec_ = with_protocol(table_spec(sw, rows, cols, metric, spec), protocol)

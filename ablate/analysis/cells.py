@@ -1,5 +1,6 @@
 """What a table cell holds and what names it: the display label of a row or column
-(:func:`axis_label`), and the checks :func:`ablate.analysis.tables.build_table` makes before it fills
+(:func:`axis_label`), the caption's values of the configuration the cells hold
+(:func:`fill_caption`), and the checks :func:`ablate.analysis.tables.build_table` makes before it fills
 cells: every ``labels`` entry names something the table has (:func:`check_labels`), and the trials
 of one cell differ in nothing but the seed (:func:`check_one_config`).
 """
@@ -8,7 +9,8 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from ablate.analysis.paper import canon, parse_value, value_rank
@@ -16,7 +18,7 @@ from ablate.config.kinds import KINDS
 from ablate.config.tree import did_you_mean, flatten
 from ablate.config.trial import UNHASHED_KEYS
 from ablate.errors import UserError
-from ablate.results.schema import config_columns
+from ablate.results.schema import config_columns, schema_for
 from ablate.sweep.table_block import TableSpec
 
 
@@ -54,6 +56,43 @@ def axis_label(keys: Sequence[str], values: Sequence[str], labels: Mapping[str, 
     return ", ".join(t for _, t in sorted(parts) if t)
 
 
+CAPTION_FIELD = re.compile(r"\{\{|\}\}|\{([^{}:]+)(?::([^{}]*))?\}")  # {key}, {key:fmt}, or {{ / }}
+
+
+def fill_caption(text: str, rows: Sequence[Mapping[str, Any]], known: Collection[str] = ()) -> str:
+    """``text`` (a ``table.caption``) with each ``{key}`` replaced by the values of ``key`` (a config key
+    or a results column, e.g. ``{train.epochs}``, ``{t}``) that ``rows`` (the rows of the cells, and the
+    expansion's configs) hold, in value order: a caption says what the cells are, whatever the sweep
+    file's values were before a ``--set``. ``{key:.3g}`` formats each value; ``{{`` and ``}}`` are
+    braces. ``known``: the keys there are (none known: nothing is checked)."""
+
+    def sub(m: re.Match) -> str:
+        if m.group(1) is None:
+            return m.group(0)[0]
+        key = m.group(1).strip()
+        if known and key not in known:
+            raise UserError(
+                f"table.caption: {{{key}}} is not a config key or column of the results"
+                f"{did_you_mean(key, known) or ''}; write a literal brace as {{{{ or }}}}"
+            )
+        seen = dict.fromkeys(_caption_value(r[key], key, m.group(2)) for r in rows if canon(r.get(key)) != "null")
+        return ", ".join(sorted(seen, key=value_rank)) or "—"
+
+    return CAPTION_FIELD.sub(sub, text)
+
+
+def _caption_value(v: Any, key: str, fmt: str | None) -> str:
+    """One value of a caption field: formatted by ``fmt``, else a float to 6 significant digits (a
+    flow's time step * dt is 200, not 200.00000000000003), anything else canonical."""
+    v = v.item() if hasattr(v, "item") and not isinstance(v, (list, tuple, str)) else v
+    if not fmt:
+        return format(v, ".6g") if isinstance(v, float) else canon(v)
+    try:
+        return format(v, fmt)
+    except (TypeError, ValueError):
+        raise UserError(f"table.caption: {{{key}:{fmt}}}: {fmt!r} cannot format {v!r}; e.g. {{{key}:g}}") from None
+
+
 def check_labels(spec: TableSpec, rows: Sequence[Mapping[str, Any]]) -> None:
     """Every ``labels`` entry names a column and, as ``k=v`` (or ``k1=v1;k2=v2``), values that some
     row of ``rows`` (the results' records and the expansion's configs) has: a misspelt label would
@@ -88,6 +127,13 @@ IGNORED_KEYS = frozenset({"seed", *UNHASHED_KEYS})  # seeds are what a cell aver
 @functools.cache
 def _config_keys() -> tuple[str, ...]:
     return tuple(sorted({k for kind in KINDS.values() for k in config_columns(kind.config_cls)}))
+
+
+@functools.cache
+def schema_columns() -> frozenset[str]:
+    """Every column a results row of any trial kind may have: what a caption field may name before
+    the rows that hold it exist (``{t}`` of a theory sweep not run yet)."""
+    return frozenset(n for kind in KINDS for n in schema_for(kind).names)
 
 
 def _config_text(rec: Mapping[str, Any]) -> dict[str, str]:

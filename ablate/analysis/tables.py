@@ -21,7 +21,7 @@ from typing import Any
 
 import pandas as pd
 
-from ablate.analysis.cells import axis_label, check_labels, check_one_config
+from ablate.analysis.cells import axis_label, check_labels, check_one_config, fill_caption, schema_columns
 from ablate.analysis.metrics import check_measure
 from ablate.analysis.paper import PaperCell, PaperRef, canon, value_rank
 from ablate.analysis.protocols import PROTOCOLS, trial_value_row
@@ -108,7 +108,9 @@ class Table:
 
 
 def _metric_name(spec: TableSpec) -> str:
-    return f"{spec.metric} / {spec.top5}" if spec.top5 else spec.metric
+    """The metric as the table names it: its ``labels`` entry (a bare key), else the column name."""
+    name = lambda m: str(spec.labels.get(m, m))  # noqa: E731
+    return f"{name(spec.metric)} / {name(spec.top5)}" if spec.top5 else name(spec.metric)
 
 
 def _records(df: pd.DataFrame, spec: TableSpec) -> list[dict[str, Any]]:
@@ -195,7 +197,8 @@ def build_table(
         cells[rc] = dataclasses.replace(cell, paper=paper.find(tables, rs + planned)) if paper else cell
     seeds = sorted({int(r["seed"]) for r in [*recs, *exp] if finite(r.get("seed"))})
     name = sweep or next((str(r["sweep"]) for r in recs if isinstance(r.get("sweep"), str) and r["sweep"]), "results")
-    caption = _caption(spec, name, seeds, by_epoch)
+    known = {*df.columns, *(k for c in exp for k in c), *schema_columns()}
+    caption = _caption(fill_caption(spec.caption, [*recs, *exp], known), spec, name, seeds, by_epoch)
     return Table(spec, row_values, col_values, cells, caption, name, tuple(seeds), paper is not None)
 
 
@@ -242,8 +245,9 @@ def _cell(rc: tuple, rows: list[dict], spec: TableSpec, expected: int | None) ->
     )
 
 
-def _caption(spec: TableSpec, sweep: str, seeds: list[int], by_epoch: bool) -> str:
-    title = f"{spec.caption} ({sweep})" if spec.caption else sweep
+def _caption(text: str, spec: TableSpec, sweep: str, seeds: list[int], by_epoch: bool) -> str:
+    """The sweep file's caption ``text`` (its fields filled), the sweep's name, then what the cells hold."""
+    title = f"{text} ({sweep})" if text else sweep
     protocol = PROTOCOLS.get(spec.metric, spec.metric)
     scale = f" x{spec.scale:g}" if spec.scale != 1 else ""
     what = f"{_metric_name(spec)}{scale}" + (f", {protocol}" if spec.metric in PROTOCOLS else "")

@@ -140,12 +140,43 @@ def load_recipe(model: dict[str, Any], in_channels: int, file: str, head_classes
     return lines + [load]
 
 
-def _in_channels(state: dict[str, Any]) -> int:
+def _in_channels(state: dict[str, Any], where: Any, fix: str) -> int:
     for key in ("conv1.weight", "features.0.weight"):  # ResNet / ablate's convnet
         if key in state:
             return int(state[key].shape[1])
-    first = next(v for v in state.values() if getattr(v, "ndim", 0) == 4)
+    first = next((v for v in state.values() if getattr(v, "ndim", 0) == 4), None)
+    if first is None:
+        raise UserError(f"{where}: holds no convolution weights, so it is no trunk's state_dict; {fix}")
     return int(first.shape[1])
+
+
+# ---------------------------------------------------------------- reading weights that may not be a trunk's
+def _one_line(err: BaseException, limit: int = 240) -> str:
+    """torch's reason for a refusal, on one line and cut to ``limit`` characters."""
+    text = "; ".join(part.strip() for part in str(err).splitlines() if part.strip()) or type(err).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _state_dict(blob: bytes, where: Any, fix: str) -> dict[str, torch.Tensor]:
+    """The state_dict a ``.pt`` file holds (names -> tensors); a damaged file, or one holding anything
+    else, is a :class:`UserError` naming ``where`` and the ``fix``."""
+    try:
+        state = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises pickle, zip, EOF and runtime errors alike for a damaged file
+        raise UserError(f"{where}: not a readable torch file ({_one_line(e)}); {fix}") from None
+    if not (isinstance(state, dict) and state and all(isinstance(v, torch.Tensor) for v in state.values())):
+        what = type(state).__name__
+        raise UserError(f"{where}: holds a {what}, not a state_dict of a trunk (names -> tensors); {fix}")
+    return state
+
+
+def _fitted(state: dict[str, torch.Tensor], model_cfg: ModelConfig, channels: int, where: Any, fix: str) -> Any:
+    """``state`` loaded strictly into the trunk of ``model_cfg``; weights of another trunk are refused."""
+    try:
+        return load_trunk(state, model_cfg, channels)
+    except (RuntimeError, KeyError, ValueError) as e:  # strict load: missing / unexpected keys, other shapes
+        what = f"{model_cfg.trunk}" + (f" (width {model_cfg.width})" if model_cfg.trunk == "convnet" else "")
+        raise UserError(f"{where}: the weights do not fit the trial's {what} trunk ({_one_line(e)}); {fix}") from None
 
 
 # ---------------------------------------------------------------- export
@@ -171,7 +202,6 @@ def write_trunk(
     row = select_trial(folder, trial_id, best, mode, among)
     tid = row["trial_id"]
     src = weights_file(folder, row, epoch)
-    state = torch.load(io.BytesIO(src.read_bytes()), map_location="cpu", weights_only=True)
     config = json.loads(row["config_json"]) if row.get("config_json") else {}
     model_cfg = build(ModelConfig, config.get("model", {}))
     if head_classes is not None and model_cfg.trunk == "convnet":
@@ -179,8 +209,13 @@ def write_trunk(
             f"export --head-classes {head_classes}: trial {tid} has the convnet trunk, which no torchvision "
             "model loads; export it without --head-classes (ablate.load_exported rebuilds it)"
         )
-    channels = _in_channels(state)
-    trunk = load_trunk(state, model_cfg, channels)  # refuses weights that do not fit the trunk (strict)
+    fix = (
+        f"the trial's weights file was damaged or replaced; write it anew by running the sweep again from the "
+        f"start: ablate run {folder.display()} --restart"
+    )
+    state = _state_dict(src.read_bytes(), src, fix)
+    channels = _in_channels(state, src, fix)
+    trunk = _fitted(state, model_cfg, channels, src, fix)  # strict: weights of another trunk are refused
     out_state = export_state_dict(trunk, head_classes=head_classes)
     out = Path(to) if to is not None else Path(f"trunk_{tid}.pt")
     if out.suffix != ".pt":
@@ -269,15 +304,26 @@ def _sidecar(
 
 
 def read_trunk(path: str | Path) -> Any:
-    """Rebuild an exported trunk (any trunk kind) from ``path`` and its sidecar; strict load."""
+    """Rebuild an exported trunk (any trunk kind) from ``path`` and its sidecar; strict load. The file
+    must be the one its sidecar describes (its sha256): weights changed or swapped after the export
+    are refused, as are a damaged file and a sidecar that is not ablate export's."""
     path = Path(path)
     side = path.with_suffix(".json")
+    fix = "export the trial again: ablate export RESULTS --trial ID --to " + path.name
+    if not path.is_file():
+        raise UserError(f"{path}: no such file; give the .pt file ablate export wrote")
     if not side.is_file():
         raise UserError(f"{side}: missing; loading an exported trunk needs the JSON sidecar written by ablate export")
-    meta = json.loads(side.read_text())
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    trunk = load_trunk(state, build(ModelConfig, meta["config"].get("model", {})), meta["trunk"]["in_channels"])
-    return trunk.eval()
+    try:
+        meta = json.loads(side.read_text())
+        model, channels, digest = meta["config"].get("model", {}), int(meta["trunk"]["in_channels"]), meta["sha256"]
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise UserError(f"{side}: not the sidecar of an {FORMAT} export (JSON: config, trunk, sha256); {fix}") from None
+    blob = path.read_bytes()
+    if hashlib.sha256(blob).hexdigest() != digest:
+        raise UserError(f"{path}: not the file its sidecar {side.name} describes (its sha256 differs); {fix}")
+    state = _state_dict(blob, path, fix)
+    return _fitted(state, build(ModelConfig, model), channels, path, fix).eval()
 
 
 def describe_export(out: Path, metric: str = "probe_top1_best") -> str:

@@ -505,11 +505,12 @@ def compare_arms(
     metric: str = "probe_top1_best",
     *,
     where: Mapping[str, Any] | None = None,
+    by: Sequence[str] | None = None,
     confidence: float = 0.95,
     protocol: Literal["best", "final", "max"] | None = None,
-) -> CompareResult:
+) -> CompareResult | pd.DataFrame:
     """Two arms of one sweep, each picked by config values (:func:`ablate.analysis.compare.compare_two_arms`);
-    ``protocol`` as for :func:`table`.
+    ``by`` compares them cell by cell (a DataFrame, one row per cell); ``protocol`` as for :func:`table`.
 
     >>> import ablate, pandas as pd
     >>> df = pd.DataFrame({"trial_id": list("abcdef"), "is_final": True, "status": "ok",
@@ -523,7 +524,7 @@ def compare_arms(
     from ablate.analysis.sources import rows_to_compare
 
     df, metric = rows_under(rows_to_compare(source), metric, protocol, where)
-    return compare_two_arms(df, arm_a, arm_b, metric, confidence=confidence)
+    return compare_two_arms(df, arm_a, arm_b, metric, confidence=confidence, by=list(by) if by else None)
 
 
 # ---------------------------------------------------------------- pretrained weights

@@ -284,17 +284,23 @@ def compare_two_arms(
     metric: str = DEFAULT_METRIC,
     *,
     confidence: float = 0.95,
-) -> CompareResult:
+    by: Sequence[str] | None = None,
+) -> CompareResult | pd.DataFrame:
     """Two arms of one sweep, each given by config values, e.g.
-    ``compare_two_arms(df, {"predictor.name": "directpred"}, {"predictor.name": "linear"})``."""
-    return compare(
-        select(df, arm_a, "--a"),
-        select(df, arm_b, "--b"),
-        metric,
-        confidence=confidence,
-        labels=(_label(arm_a), _label(arm_b)),
-        fix=ARM_FIX,
-    )
+    ``compare_two_arms(df, {"predictor.name": "directpred"}, {"predictor.name": "linear"})``; with
+    ``by``, one test per cell of those keys (:func:`compare_by`). Arms that share trials compare
+    something with itself and are refused."""
+    a, b = select(df, arm_a, "--a"), select(df, arm_b, "--b")
+    labels = (_label(arm_a), _label(arm_b))
+    shared = sorted(set(a["trial_id"]) & set(b["trial_id"])) if "trial_id" in df.columns else []
+    if shared:
+        raise UserError(
+            f"compare: --a {labels[0]} and --b {labels[1]} both pick {len(shared)} trial(s) "
+            f"({', '.join(map(str, shared[:3]))}{' ...' * (len(shared) > 3)}); give values that tell the arms apart"
+        )
+    if by:
+        return compare_by(a, b, by, metric, confidence=confidence, labels=labels)
+    return compare(a, b, metric, confidence=confidence, labels=labels, fix=ARM_FIX)
 
 
 def compare_by(

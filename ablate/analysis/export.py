@@ -26,7 +26,6 @@ import hashlib
 import io
 import json
 import math
-import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -35,12 +34,13 @@ import pandas as pd
 import torch
 
 from ablate.analysis.metrics import check_measure
+from ablate.analysis.weights import fitted, in_channels, no_final_trunk, state_dict, weights_file
 from ablate.config.tree import build
 from ablate.config.trial import ModelConfig
 from ablate.errors import UserError
-from ablate.models.trunks import export_state_dict, load_trunk
+from ablate.models.trunks import export_state_dict
 from ablate.results.io import final_rows, read_rows
-from ablate.results.layout import FINAL_WEIGHTS, SweepDir, epoch_weights
+from ablate.results.layout import SweepDir
 from ablate.results.location import Location
 from ablate.results.schema import metric_names
 
@@ -140,45 +140,6 @@ def load_recipe(model: dict[str, Any], in_channels: int, file: str, head_classes
     return lines + [load]
 
 
-def _in_channels(state: dict[str, Any], where: Any, fix: str) -> int:
-    for key in ("conv1.weight", "features.0.weight"):  # ResNet / ablate's convnet
-        if key in state:
-            return int(state[key].shape[1])
-    first = next((v for v in state.values() if getattr(v, "ndim", 0) == 4), None)
-    if first is None:
-        raise UserError(f"{where}: holds no convolution weights, so it is no trunk's state_dict; {fix}")
-    return int(first.shape[1])
-
-
-# ---------------------------------------------------------------- reading weights that may not be a trunk's
-def _one_line(err: BaseException, limit: int = 240) -> str:
-    """torch's reason for a refusal, on one line and cut to ``limit`` characters."""
-    text = "; ".join(part.strip() for part in str(err).splitlines() if part.strip()) or type(err).__name__
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _state_dict(blob: bytes, where: Any, fix: str) -> dict[str, torch.Tensor]:
-    """The state_dict a ``.pt`` file holds (names -> tensors); a damaged file, or one holding anything
-    else, is a :class:`UserError` naming ``where`` and the ``fix``."""
-    try:
-        state = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises pickle, zip, EOF and runtime errors alike for a damaged file
-        raise UserError(f"{where}: not a readable torch file ({_one_line(e)}); {fix}") from None
-    if not (isinstance(state, dict) and state and all(isinstance(v, torch.Tensor) for v in state.values())):
-        what = type(state).__name__
-        raise UserError(f"{where}: holds a {what}, not a state_dict of a trunk (names -> tensors); {fix}")
-    return state
-
-
-def _fitted(state: dict[str, torch.Tensor], model_cfg: ModelConfig, channels: int, where: Any, fix: str) -> Any:
-    """``state`` loaded strictly into the trunk of ``model_cfg``; weights of another trunk are refused."""
-    try:
-        return load_trunk(state, model_cfg, channels)
-    except (RuntimeError, KeyError, ValueError) as e:  # strict load: missing / unexpected keys, other shapes
-        what = f"{model_cfg.trunk}" + (f" (width {model_cfg.width})" if model_cfg.trunk == "convnet" else "")
-        raise UserError(f"{where}: the weights do not fit the trial's {what} trunk ({_one_line(e)}); {fix}") from None
-
-
 # ---------------------------------------------------------------- export
 def write_trunk(
     folder: SweepDir | str | Path,
@@ -201,8 +162,12 @@ def write_trunk(
     folder = folder if isinstance(folder, SweepDir) else SweepDir.at(folder)
     row = select_trial(folder, trial_id, best, mode, among)
     tid = row["trial_id"]
-    src = weights_file(folder, row, epoch)
     config = json.loads(row["config_json"]) if row.get("config_json") else {}
+    if config and "model" not in config:
+        raise UserError(f"export: trial {tid} is a {row.get('kind')} trial, which trains no trunk: nothing to export")
+    if epoch is None and row.get("status") != "ok":
+        raise UserError(no_final_trunk(row, folder))
+    src = weights_file(folder, row, epoch)
     model_cfg = build(ModelConfig, config.get("model", {}))
     if head_classes is not None and model_cfg.trunk == "convnet":
         raise UserError(
@@ -213,9 +178,9 @@ def write_trunk(
         f"the trial's weights file was damaged or replaced; write it anew by running the sweep again from the "
         f"start: ablate run {folder.display()} --restart"
     )
-    state = _state_dict(src.read_bytes(), src, fix)
-    channels = _in_channels(state, src, fix)
-    trunk = _fitted(state, model_cfg, channels, src, fix)  # strict: weights of another trunk are refused
+    state = state_dict(src.read_bytes(), src, fix)
+    channels = in_channels(state, src, fix)
+    trunk = fitted(state, model_cfg, channels, src, fix)  # strict: weights of another trunk are refused
     out_state = export_state_dict(trunk, head_classes=head_classes)
     out = Path(to) if to is not None else Path(f"trunk_{tid}.pt")
     if out.suffix != ".pt":
@@ -227,30 +192,6 @@ def write_trunk(
     sidecar = _sidecar(row, config, out, buf.getvalue(), str(src), channels, trunk, head_classes, epoch)
     out.with_suffix(".json").write_text(json.dumps(sidecar, indent=2, sort_keys=False, default=str) + "\n")
     return out
-
-
-def weights_file(folder: SweepDir, row: dict[str, Any], epoch: int | None) -> Location:
-    """The saved trunk of the trial whose final row is ``row``: after ``epoch``, or the final one.
-    The final epoch's weights are ``trunk_final.pt`` whatever ``save.weights`` kept besides."""
-    tid, last = row["trial_id"], row.get("train.epochs")
-    if epoch is not None and last is not None and not 1 <= epoch <= last:
-        raise UserError(f"export --epoch {epoch}: trial {tid} ran epochs 1..{last}; give one of them")
-    where = folder.weights(tid)
-    src = where / (FINAL_WEIGHTS if epoch is None or epoch == last else epoch_weights(epoch))
-    if src.exists():
-        return src
-    names = [c.name for c in where.children()] if where.exists() else []
-    saved: list[Any] = sorted(int(m[1]) for n in names if (m := re.fullmatch(r"trunk_epoch(\d+)\.pt", n)))
-    saved += [f"{last} (final)"] if FINAL_WEIGHTS in names else []
-    have = f"the weights of epoch{'s' * (len(saved) > 1)} {', '.join(map(str, saved))} only" if saved else "no weights"
-    keep = f"the weights of epoch {epoch}" if epoch is not None else "the final weights"
-    flags = f"--set save.weights=every --set save.every={epoch}" if epoch is not None else "--set save.weights=final"
-    raise UserError(
-        f"export{f' --epoch {epoch}' if epoch is not None else ''}: trial {tid} kept {have} "
-        f"(save.weights={row.get('save.weights') or 'none'}){'; give one of those' * bool(saved and epoch)}; "
-        f"to keep {keep}, run the sweep again from the start (a finished trial is not rerun: save.* keys are not "
-        f"in its id; --restart moves the old results aside): ablate run {folder.display()} --restart {flags}"
-    )
 
 
 def _sidecar(
@@ -322,8 +263,8 @@ def read_trunk(path: str | Path) -> Any:
     blob = path.read_bytes()
     if hashlib.sha256(blob).hexdigest() != digest:
         raise UserError(f"{path}: not the file its sidecar {side.name} describes (its sha256 differs); {fix}")
-    state = _state_dict(blob, path, fix)
-    return _fitted(state, build(ModelConfig, model), channels, path, fix).eval()
+    state = state_dict(blob, path, fix)
+    return fitted(state, build(ModelConfig, model), channels, path, fix).eval()
 
 
 def describe_export(out: Path, metric: str = "probe_top1_best") -> str:

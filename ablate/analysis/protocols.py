@@ -40,8 +40,16 @@ def with_protocol(spec: TableSpec, protocol: Literal["best", "final", "max"] | N
             "epoch) or max (best of probe epochs, max over pretraining epochs)"
         )
     if spec.metric not in PROTOCOLS:
-        raise UserError(f"--protocol applies to probe metrics; this table shows {spec.metric!r}")
+        raise UserError(
+            f"--protocol {protocol} applies to probe metrics ({', '.join(PROTOCOLS)}), not {spec.metric!r}; "
+            "leave --protocol out"
+        )
     metric, over = PROTOCOL_SPECS[protocol]
+    if over == "max" and "epoch" in (*spec.rows, *spec.cols):  # the results column a table may lay out (Table 8)
+        raise UserError(
+            f"--protocol {protocol} takes each trial's best epoch, but this table shows chosen epochs "
+            f"({', '.join(map(str, spec.epochs)) or 'epoch is one of its axes'}); use best or final"
+        )
     return dataclasses.replace(spec, metric=metric, over_epochs=over)
 
 

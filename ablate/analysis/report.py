@@ -45,7 +45,7 @@ from ablate.analysis.tables import Table, build_table
 from ablate.errors import UserError
 from ablate.results.io import final_rows
 from ablate.results.location import Location
-from ablate.results.schema import COLLAPSE_Z_STD
+from ablate.results.schema import COLLAPSE_Z_STD, COLLAPSED_STOPPED
 from ablate.sweep.describe import describe
 from ablate.sweep.table_block import TableSpec
 from ablate.sweep.validated import Sweep
@@ -86,29 +86,40 @@ def provenance_summary(df: pd.DataFrame) -> dict[str, str]:
     }
 
 
+STATES = {"ok": "ok", "diverged": "diverged", "failed": "failed", COLLAPSED_STOPPED: "stopped"}  # final status -> count
+
+
 def status_counts(df: pd.DataFrame) -> dict[str, int]:
-    """Trials by state: ok, diverged, failed (final row), collapsed (ok but z_std < 0.1), unfinished."""
+    """Trials by state: ok, diverged, failed, stopped (ended at collapse by the sweep's stop_collapsed),
+    by their final row; collapsed (ok but z_std < 0.1); unfinished (no final row)."""
     if df.empty:
         return {}
-    out = {"trials": int(df.trial_id.nunique()), "ok": 0, "collapsed": 0, "diverged": 0, "failed": 0, "unfinished": 0}
+    out = {"trials": int(df.trial_id.nunique()), "collapsed": 0, "unfinished": 0, **dict.fromkeys(STATES.values(), 0)}
     for _, rows in df.groupby("trial_id"):
         final = rows[rows.is_final.fillna(False).astype(bool)]
         if final.empty:
             out["unfinished"] += 1
             continue
         last = final.iloc[-1]
-        out[str(last.status)] = out.get(str(last.status), 0) + 1
+        state = STATES.get(str(last.status), str(last.status))
+        out[state] = out.get(state, 0) + 1
         if last.status == "ok" and last.get("collapsed") in (True, 1):  # None / NaN: not recorded
             out["collapsed"] += 1
     return out
 
 
 def counts_text(counts: Mapping[str, int]) -> str:
+    """``8 trials: 6 ok (2 of them collapsed), 0 diverged, 0 failed, 0 unfinished``; stopped trials, and
+    any other final status, are named where there are some: every trial is counted once."""
     if not counts:
         return "no results yet"
+    said = {"trials", "ok", "collapsed", "diverged", "failed", "unfinished"}
+    others = "".join(
+        f", {n} {'stopped at collapse' if k == 'stopped' else k}" for k, n in counts.items() if n and k not in said
+    )
     return (
         f"{counts['trials']} trials: {counts['ok']} ok ({counts['collapsed']} of them collapsed), "
-        f"{counts['diverged']} diverged, {counts['failed']} failed, {counts['unfinished']} unfinished"
+        f"{counts['diverged']} diverged, {counts['failed']} failed{others}, {counts['unfinished']} unfinished"
     )
 
 

@@ -22,7 +22,7 @@ import pandas as pd
 from ablate.analysis.metrics import config_keys
 from ablate.analysis.report_blocks import Grid
 from ablate.analysis.tables import EPOCH
-from ablate.results.schema import finite
+from ablate.results.schema import COLLAPSED_STOPPED, finite
 
 
 # ---------------------------------------------------------------- values
@@ -165,6 +165,8 @@ def durations(*columns: Sequence[Any]) -> list[list[str]]:
 def _status(row: pd.Series) -> str:
     if not bool(row.get("is_final")):
         return "unfinished"
+    if row.get("status") == COLLAPSED_STOPPED:
+        return "stopped at collapse"
     collapsed = row.get("collapsed") in (True, 1) and row.get("status") == "ok"
     return str(row.get("status")) + (" (collapsed)" if collapsed else "")
 

@@ -32,6 +32,7 @@ from ablate.sweep.table_block import TableSpec
 from ablate.sweep.validated import Sweep
 
 EPOCH = "epoch"  # the one table axis that is a results column, not a config key (Table 8)
+ENDED_AT = "_ended_at"  # a trial that ended before a shown epoch counts there; this keeps the epoch it ended at
 
 
 # ---------------------------------------------------------------- the table
@@ -143,7 +144,7 @@ def _records(df: pd.DataFrame, spec: TableSpec) -> list[dict[str, Any]]:
             if len(at):
                 out.append(at.iloc[-1].to_dict())
             elif last is not None and last["status"] != "ok" and (pd.isna(last["epoch"]) or last["epoch"] <= t):
-                out.append({**last, EPOCH: t})
+                out.append({**last, EPOCH: t, ENDED_AT: last["epoch"]})  # counts at t as it ended
     return out
 
 
@@ -220,7 +221,7 @@ def _cell(rc: tuple, rows: list[dict], spec: TableSpec, expected: int | None) ->
     vals = [float(r[spec.metric]) * spec.scale for r in ok]
     top5 = [float(r[spec.top5]) * spec.scale for r in ok if spec.top5 and finite(r.get(spec.top5))]
     flags = {s for s in ("diverged", "failed") if any(r.get("status") == s for r in rows)}
-    stopped = tuple(sorted(int(r["epoch"]) for r in rows if r.get("status") == COLLAPSED_STOPPED))
+    stopped = tuple(sorted(int(r.get(ENDED_AT, r["epoch"])) for r in rows if r.get("status") == COLLAPSED_STOPPED))
     if stopped:
         flags.add("stopped")
     if any(r.get("collapsed") is True or r.get("collapsed") == 1 for r in ok):

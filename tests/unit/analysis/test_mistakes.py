@@ -13,10 +13,11 @@ import pytest
 
 import ablate
 from ablate.analysis.compare import compare_two_arms, select
-from ablate.analysis.export import select_trial, weights_file, write_trunk
+from ablate.analysis.export import select_trial, write_trunk
 from ablate.analysis.report import write_report
 from ablate.analysis.tables import build_table, expected_configs
 from ablate.analysis.views import TableView
+from ablate.analysis.weights import weights_file
 from ablate.config.tree import flatten, to_dict
 from ablate.errors import UserError
 from ablate.results.layout import SweepDir

@@ -45,7 +45,15 @@ def results(tmp_path_factory):
 def test_status_counts_and_provenance(results):
     root, _ = results
     df = pd.read_parquet(root)
-    assert status_counts(df) == {"trials": 5, "ok": 3, "collapsed": 0, "diverged": 1, "failed": 0, "unfinished": 1}
+    assert status_counts(df) == {
+        "trials": 5,
+        "ok": 3,
+        "collapsed": 0,
+        "diverged": 1,
+        "failed": 0,
+        "stopped": 0,
+        "unfinished": 1,
+    }
     prov = provenance_summary(df)
     assert prov["git commit"] == "0123456789abcdef0123456789abcdef01234567"
     assert prov["uncommitted changes"] == "no" and prov["device"] == "cpu (test)"

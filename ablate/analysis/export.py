@@ -160,6 +160,8 @@ def write_trunk(
     ``epoch`` takes ``trunk_epoch{N}.pt`` instead of the final weights; ``head_classes`` adds a
     blank (zero) fc head so the file loads into an unmodified ``torchvision.models.resnetXX(num_classes=N)``."""
     folder = folder if isinstance(folder, SweepDir) else SweepDir.at(folder)
+    if to is not None and Path(to).suffix != ".pt":  # before any weights are read
+        raise UserError(f"export --to {to}: expected a .pt file name, e.g. --to trunk.pt")
     row = select_trial(folder, trial_id, best, mode, among)
     tid = row["trial_id"]
     config = json.loads(row["config_json"]) if row.get("config_json") else {}
@@ -183,8 +185,6 @@ def write_trunk(
     trunk = fitted(state, model_cfg, channels, src, fix)  # strict: weights of another trunk are refused
     out_state = export_state_dict(trunk, head_classes=head_classes)
     out = Path(to) if to is not None else Path(f"trunk_{tid}.pt")
-    if out.suffix != ".pt":
-        raise UserError(f"export --to {out}: expected a .pt file name, e.g. --to trunk.pt")
     out.parent.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
     torch.save(out_state, buf)

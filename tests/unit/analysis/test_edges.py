@@ -131,3 +131,8 @@ def test_export_of_a_theory_trial_says_it_trains_no_trunk(tmp_path):
     root, tid = _trial_folder(tmp_path, "ok", {"kind": "linear_dynamics", "n1": 10, "predictor": "linear"})
     with pytest.raises(UserError, match=r"^export: trial t1 is a linear_dynamics trial, which trains no trunk"):
         write_trunk(root, trial_id=tid, to=tmp_path / "x.pt")
+
+
+def test_export_to_a_name_that_is_no_pt_file_is_refused_before_anything_is_read(tmp_path):
+    with pytest.raises(UserError, match=r"^export --to .*t.pth: expected a .pt file name, e.g. --to trunk.pt$"):
+        write_trunk(tmp_path / "no such folder", trial_id="x", to=tmp_path / "t.pth")

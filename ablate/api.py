@@ -481,7 +481,8 @@ def compare_sweeps(
     >>> print(r.summary(digits=2))
     A - B: probe_top1_best +0.33 (95% CI -0.01 .. +0.66); means 77.38 ± 0.22 (n=4) vs 77.05 ± 0.13 (n=4); Welch t = 2.53, dof = 4.82, p = 0.0541: not significant at 5%
     """
-    from ablate.analysis.compare import compare, compare_by, rows_under
+    from ablate.analysis.arms import rows_under
+    from ablate.analysis.compare import compare, compare_by
     from ablate.analysis.protocols import metric_under
     from ablate.analysis.sources import rows_to_compare
 
@@ -520,7 +521,8 @@ def compare_arms(
     >>> round(r.diff * 100, 2), r.significant
     (0.6, True)
     """
-    from ablate.analysis.compare import compare_two_arms, rows_under
+    from ablate.analysis.arms import rows_under
+    from ablate.analysis.compare import compare_two_arms
     from ablate.analysis.sources import rows_to_compare
 
     df, metric = rows_under(rows_to_compare(source), metric, protocol, where)

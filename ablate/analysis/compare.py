@@ -11,7 +11,8 @@ A and B with final-epoch values a_1..a_n (one per seed) and b_1..b_m:
 (Welch's unequal-variance test with the Welch-Satterthwaite degrees of freedom,
 ``scipy.stats.ttest_ind(equal_var=False)``; it does not assume the two arms have the same spread,
 which they often do not: a collapsing arm varies far more.) The arms are independent samples
-(different seeds or sweeps), not paired.
+(different seeds or sweeps), not paired, and each is the seeds of ONE config (:func:`check_seeds`):
+trials of two configs pooled as seeds would make the spread, and so the test, meaningless.
 
 :func:`compare` takes two results DataFrames (each trial's final row counts once) or two plain
 sequences of numbers; :func:`compare_two_arms` picks two arms out of one sweep by config values;
@@ -29,15 +30,13 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from ablate.analysis.arms import arm_label, select
 from ablate.analysis.cells import config_spread
-from ablate.analysis.metrics import check_measure, kinds_of, numeric_metrics
-from ablate.analysis.paper import canon, value_rank
-from ablate.analysis.protocols import metric_under, protocol_rows
-from ablate.config.tree import did_you_mean
+from ablate.analysis.metrics import check_measure
+from ablate.analysis.paper import canon
 from ablate.errors import UserError
 from ablate.results.io import final_rows
 from ablate.results.schema import COLLAPSED_STOPPED
-from ablate.sweep.expand import axes_label
 
 DEFAULT_METRIC = "probe_top1_best"
 
@@ -227,56 +226,6 @@ def compare(
 
 
 # ---------------------------------------------------------------- arms and cells
-def rows_under(
-    df: pd.DataFrame, metric: str, protocol: str | None, where: Mapping[str, Any] | None = None
-) -> tuple[pd.DataFrame, str]:
-    """(the rows a comparison of ``metric`` under ``protocol`` counts, one per trial where the protocol
-    takes each trial's best epoch; the metric compared), of the trials with the config values ``where``.
-    The metric is checked first: a protocol picks a probe number, which not every trial kind has."""
-    measured, over = metric_under(metric, protocol)
-    if protocol is not None and measured not in df.columns:
-        raise UserError(
-            f"compare --protocol {protocol}: it picks a linear-probe number ({measured}), which these "
-            f"{'/'.join(kinds_of(df))} trials do not have; leave --protocol out and give --metric "
-            f"(one of {', '.join(numeric_metrics(df))})"
-        )
-    check_measure(df, measured, "compare --metric")
-    return protocol_rows(select(df, where) if where else df, measured, over), measured
-
-
-def select(df: pd.DataFrame, where: Mapping[str, Any], flag: str = "--where") -> pd.DataFrame:
-    """Rows whose config columns equal ``where`` (dotted key -> value; 0.0 == 0, "0.996" == 0.996).
-
-    A key that is not a column, a value no trial has, or values no trial has together are mistakes
-    (``flag`` names where they were given): an empty arm would read as "too few seeds"."""
-    mask = pd.Series(True, index=df.index)
-    for key, value in where.items():
-        if key not in df.columns:
-            raise UserError(
-                f"compare {flag} {key}={value}: {key!r} is not a column of the results"
-                f"{did_you_mean(key, list(df.columns)) or ''}; keys that vary here: {', '.join(_varying(df)) or 'none'}"
-            )
-        have = df[key].map(canon)
-        if not (have == canon(value)).any():
-            seen = sorted(dict.fromkeys(have), key=value_rank)
-            values = ", ".join(seen[:12]) + (f" ... ({len(seen)} values)" if len(seen) > 12 else "")
-            raise UserError(f"compare {flag} {key}={value}: no trial has this value; {key} values here: {values}")
-        mask &= have == canon(value)
-    if not mask.any():
-        raise UserError(f"compare {flag} {_label(where)}: no trial has all of these values; pick values of one arm")
-    return df[mask]
-
-
-def _varying(df: pd.DataFrame) -> list[str]:
-    """The config columns (dotted keys) with two or more values (nulls aside): the sweep's axes, roughly."""
-    dotted = [c for c in df.columns if "." in c]
-    return [c for c in dotted if df[c].dropna().map(canon).nunique() > 1][:12]
-
-
-def _label(where: Mapping[str, Any]) -> str:
-    return axes_label(where) if where else "all"
-
-
 def compare_two_arms(
     df: pd.DataFrame,
     arm_a: Mapping[str, Any],
@@ -291,7 +240,7 @@ def compare_two_arms(
     ``by``, one test per cell of those keys (:func:`compare_by`). Arms that share trials compare
     something with itself and are refused."""
     a, b = select(df, arm_a, "--a"), select(df, arm_b, "--b")
-    labels = (_label(arm_a), _label(arm_b))
+    labels = (arm_label(arm_a), arm_label(arm_b))
     shared = sorted(set(a["trial_id"]) & set(b["trial_id"])) if "trial_id" in df.columns else []
     if shared:
         raise UserError(

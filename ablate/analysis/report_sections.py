@@ -1,5 +1,6 @@
 """The parts of ``ablate report`` computed from the rows besides the table and the figures.
 
+- :func:`provenance_summary`, :func:`status_counts`: where the rows came from, and how the trials ended;
 - :func:`config_summary`: the sweep's configuration at a glance, from the trials themselves: what the
   sweep varies (with its values), what only some trials set or what follows from a variant (e.g.
   DirectPred's ``rho``, the MLP predictor's ``bias`` default), and what is fixed;
@@ -12,7 +13,8 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Collection, Sequence
+import json
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,6 +51,79 @@ def last_rows(df: pd.DataFrame) -> pd.DataFrame:
     last = order.groupby("trial_id", sort=False).tail(1).drop(columns=["_final", "_epoch"])
     first_seen = {t: i for i, t in enumerate(dict.fromkeys(df["trial_id"]))}
     return last.sort_values("trial_id", key=lambda s: s.map(first_seen), kind="stable")
+
+
+# ---------------------------------------------------------------- where the rows came from, how the trials ended
+def provenance_summary(df: pd.DataFrame) -> dict[str, str]:
+    """Where the rows came from, summarised over the sweep's trials."""
+    if df.empty:
+        return {}
+
+    def values(col: str) -> str:
+        if col not in df.columns:
+            return "unknown"
+        counts = df.drop_duplicates("trial_id")[col].dropna().astype(str).value_counts()
+        return "; ".join(f"{v} ({n} trials)" if len(counts) > 1 else v for v, n in counts.items()) or "unknown"
+
+    last = df.groupby("trial_id")["wall_s"].max() if "wall_s" in df.columns else pd.Series(dtype=float)
+    started = df["started_at"].dropna().astype(str) if "started_at" in df.columns else pd.Series(dtype=str)
+    dirty = (
+        df.drop_duplicates("trial_id")["git_dirty"].fillna(False).astype(bool) if "git_dirty" in df.columns else None
+    )
+    total, longest = durations([last.sum(), last.max()])[0] if len(last) else ("unknown", "unknown")
+    versions = "unknown"
+    if "versions" in df.columns and df["versions"].notna().any():
+        vs = [json.loads(v) for v in df["versions"].dropna().unique()]
+        versions = "; ".join(", ".join(f"{k} {v}" for k, v in sorted(x.items())) for x in vs)
+    return {
+        "git commit": values("git_sha"),
+        "uncommitted changes": "unknown"
+        if dirty is None
+        else (f"yes ({int(dirty.sum())} trials)" if dirty.any() else "no"),
+        "versions": versions,
+        "device": values("device"),
+        "first trial started": started.min() if len(started) else "unknown",
+        "last trial started": started.max() if len(started) else "unknown",
+        "total wall time (sum over trials)": total,
+        "longest trial": longest,
+    }
+
+
+STATES = {"ok": "ok", "diverged": "diverged", "failed": "failed", COLLAPSED_STOPPED: "stopped"}  # final status -> count
+
+
+def status_counts(df: pd.DataFrame) -> dict[str, int]:
+    """Trials by state: ok, diverged, failed, stopped (ended at collapse by the sweep's stop_collapsed),
+    by their final row; collapsed (ok but z_std < 0.1); unfinished (no final row)."""
+    if df.empty:
+        return {}
+    out = {"trials": int(df.trial_id.nunique()), "collapsed": 0, "unfinished": 0, **dict.fromkeys(STATES.values(), 0)}
+    for _, rows in df.groupby("trial_id"):
+        final = rows[rows.is_final.fillna(False).astype(bool)]
+        if final.empty:
+            out["unfinished"] += 1
+            continue
+        last = final.iloc[-1]
+        state = STATES.get(str(last.status), str(last.status))
+        out[state] = out.get(state, 0) + 1
+        if last.status == "ok" and last.get("collapsed") in (True, 1):  # None / NaN: not recorded
+            out["collapsed"] += 1
+    return out
+
+
+def counts_text(counts: Mapping[str, int]) -> str:
+    """``8 trials: 6 ok (2 of them collapsed), 0 diverged, 0 failed, 0 unfinished``; stopped trials, and
+    any other final status, are named where there are some: every trial is counted once."""
+    if not counts:
+        return "no results yet"
+    said = {"trials", "ok", "collapsed", "diverged", "failed", "unfinished"}
+    others = "".join(
+        f", {n} {'stopped at collapse' if k == 'stopped' else k}" for k, n in counts.items() if n and k not in said
+    )
+    return (
+        f"{counts['trials']} trials: {counts['ok']} ok ({counts['collapsed']} of them collapsed), "
+        f"{counts['diverged']} diverged, {counts['failed']} failed{others}, {counts['unfinished']} unfinished"
+    )
 
 
 # ---------------------------------------------------------------- the configuration at a glance

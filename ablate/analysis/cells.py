@@ -151,11 +151,11 @@ def _config_text(rec: Mapping[str, Any]) -> dict[str, str]:
 def config_spread(recs: Sequence[Mapping[str, Any]]) -> dict[str, list[str]]:
     """The config keys (but those seeds of one config may differ in) whose values differ between the
     trials of ``recs`` (results rows, one or more per trial), each with its canonical values in order
-    of appearance (``null`` where a trial lacks the key)."""
+    (numbers in numeric order, ``null`` where a trial lacks the key, last)."""
     trials = {str(r.get("trial_id")) if r.get("trial_id") is not None else i: r for i, r in enumerate(recs)}
     configs = [_config_text(rec) for rec in trials.values()]
     keys = dict.fromkeys(k for cfg in configs for k in cfg)
-    values = {k: list(dict.fromkeys(cfg.get(k, "null") for cfg in configs)) for k in keys}
+    values = {k: sorted({cfg.get(k, "null") for cfg in configs}, key=value_rank) for k in keys}
     return {k: v for k, v in values.items() if len(v) > 1}
 
 

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from ablate.analysis.metrics import config_keys
+from ablate.analysis.paper import parse_value
 from ablate.analysis.report_blocks import Grid
 from ablate.analysis.tables import EPOCH
 from ablate.results.schema import COLLAPSED_STOPPED, finite
@@ -269,8 +270,15 @@ def trial_grid(df: pd.DataFrame, keys: Sequence[str], metric: str, scale: float)
         for i, (_, r) in enumerate(trials.iterrows())
     ]
     first = 1 + len(keys)
-    right = (*range(first, first + len(metrics)), first + len(metrics) + 1, len(header) - 2, len(header) - 1)
+    numbers = [1 + i for i, _ in enumerate(keys) if all(_is_number(r[1 + i]) for r in rows)]  # e.g. ema.tau
+    right = (*numbers, *range(first, first + len(metrics)), first + len(metrics) + 1, len(header) - 2, len(header) - 1)
     return Grid(header, tuple(rows), right)
+
+
+def _is_number(text: str) -> bool:
+    """Whether a shown value is a number (or — for none): such a column is right-aligned."""
+    value = parse_value(text)
+    return text == "—" or (isinstance(value, (int, float)) and not isinstance(value, bool))
 
 
 # ---------------------------------------------------------------- notes beside the figures

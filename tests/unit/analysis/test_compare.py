@@ -184,7 +184,7 @@ def test_an_arm_that_pools_configs_is_refused_naming_what_varies_and_the_where_t
         compare_two_arms(df, *arms)
     assert str(err.value) == (
         "compare: predictor.name=directpred pools trials of different configs, not the seeds of one: "
-        "ema.tau varies (0.996, 0); keep one with --where ema.tau=0.996 (it applies to both sides)"
+        "ema.tau varies (0, 0.996); keep one with --where ema.tau=0 (it applies to both sides)"
     )
     r = compare_two_arms(select(df, {"ema.tau": 0.996}), *arms)  # the fix the message names
     assert (r.n_a, r.n_b) == (5, 5) and r.diff == pytest.approx(np.mean(A) - np.mean(B))
@@ -196,15 +196,15 @@ def test_two_sweeps_and_their_cells_must_each_hold_one_config():
     with pytest.raises(
         UserError,
         match=r"^compare: A pools trials of different configs, not the seeds of one: "
-        r"ema.tau varies \(0.996, 0\); predictor.name varies \(directpred, linear\); keep one with "
-        r"--where ema.tau=0.996 --where predictor.name=directpred, or compare cell by cell with "
+        r"ema.tau varies \(0, 0.996\); predictor.name varies \(directpred, linear\); keep one with "
+        r"--where ema.tau=0 --where predictor.name=directpred, or compare cell by cell with "
         r"--by ema.tau,predictor.name$",
     ):
         compare(df, df)
     with pytest.raises(
         UserError,
         match=r"^compare: A \[predictor.name=directpred\] pools .*: ema.tau varies "
-        r"\(0.996, 0\); add ema.tau to --by, or keep one with --where ema.tau=0.996$",
+        r"\(0, 0.996\); add ema.tau to --by, or keep one with --where ema.tau=0$",
     ):
         compare_by(df, df, ["predictor.name"])
     cells = compare_by(df, df, ["predictor.name", "ema.tau"])
@@ -219,7 +219,7 @@ def test_cmd_compare_refuses_pooled_arms_a_bad_scale_and_a_config_column_in_one_
     arms = ["--a", "predictor.name=directpred", "--b", "predictor.name=linear"]
     run = lambda *argv: main(["compare", str(tmp_path / "r"), *arms, *argv])  # noqa: E731
     for argv, said in [
-        ((), "ema.tau varies (0.996, 0); keep one with --where ema.tau=0.996"),
+        ((), "ema.tau varies (0, 0.996); keep one with --where ema.tau=0"),
         (("--where", "ema.tau=0", "--scale", "nan"), "compare --scale nan: the display factor must be a positive"),
         (("--where", "ema.tau=0", "--scale", "0"), "compare --scale 0: the display factor must be a positive"),
         (("--where", "ema.tau=0", "--scale", "-100"), "compare --scale -100:"),

@@ -72,7 +72,15 @@ def test_the_per_trial_table_scrolls_inside_the_page_and_right_aligns_its_number
     first = trials.split("</tr>")[1]
     cells = re.findall(r'<td( class="num")?>([^<]*)</td>', first)
     numeric = {h for h, (cls, _) in zip(header, cells) if cls}
-    assert {"probe top-1 best (%)", "kNN top-1 (%)", "z_std", "epochs", "wall time", "device time"} <= numeric
+    assert {
+        "ema.tau",
+        "probe top-1 best (%)",
+        "kNN top-1 (%)",
+        "z_std",
+        "epochs",
+        "wall time",
+        "device time",
+    } <= numeric
     assert not numeric & {"trial", "predictor.name", "status"}
     assert re.search(r"td\.num[^{]*\{[^}]*text-align:right", CSS)
     text = _report(smoke, tmp_path / "r.md", "markdown")

@@ -148,12 +148,13 @@ def final_values(
     check_measure(data, metric, "compare --metric")
     df = final_rows(data) if "is_final" in data.columns else data  # a resumed trial counts once
     if "status" in df.columns:
-        stopped = int((df["status"] == COLLAPSED_STOPPED).sum())
-        if stopped:
+        stopped = df[df["status"] == COLLAPSED_STOPPED]
+        if len(stopped):
+            epochs = ", ".join(str(e) for e in sorted(stopped["epoch"].dropna().astype(int))) if "epoch" in df else "?"
             raise UserError(
-                f"compare: {stopped} trial(s) of {metric} were ended at collapse by the sweep's stop_collapsed; their "
-                "numbers are of the epoch they stopped at, not of a full run: leave them out with --where, or run "
-                "them to the end (ablate run <sweep> --set stop_collapsed=0)"
+                f"compare: {len(stopped)} trial(s) of {label} were ended at collapse by the sweep's stop_collapsed "
+                f"(epochs {epochs}); their {metric} is of the epoch they stopped at, not of a full run: run them to "
+                "the end (ablate run <sweep> --set stop_collapsed=0), or compare arms without them"
             )
         df = df[df["status"] == "ok"]
     vals = pd.to_numeric(df[metric], errors="coerce").to_numpy(dtype=float)

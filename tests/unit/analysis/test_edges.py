@@ -136,3 +136,11 @@ def test_export_of_a_theory_trial_says_it_trains_no_trunk(tmp_path):
 def test_export_to_a_name_that_is_no_pt_file_is_refused_before_anything_is_read(tmp_path):
     with pytest.raises(UserError, match=r"^export --to .*t.pth: expected a .pt file name, e.g. --to trunk.pt$"):
         write_trunk(tmp_path / "no such folder", trial_id="x", to=tmp_path / "t.pth")
+
+
+def test_compare_names_the_arm_and_the_epochs_of_its_stopped_trials():
+    with pytest.raises(UserError) as err:
+        ablate.compare_arms(stopped_frame(), {"predictor.name": "linear"}, {"predictor.name": "none"}, "z_std")
+    assert str(err.value).startswith(
+        "compare: 2 trial(s) of predictor.name=none were ended at collapse by the sweep's stop_collapsed (epochs 3, 4)"
+    )

@@ -338,6 +338,10 @@ def table(
     from ablate.analysis.tables import build_table, expected_configs
     from ablate.analysis.views import TableView, table_spec
 
+    if cost and protocol is not None:
+        raise UserError(
+            "table --cost shows each trial's measured device time, which no probe --protocol reads: leave one out"
+        )
     src = read_source(source, sweep, storage)
     df, sw = src.require_rows(source), src.sweep
     spec_ = with_protocol(table_spec(sw, rows, cols, metric, spec), protocol)
@@ -442,7 +446,7 @@ def report(
         with_protocol(table_spec(sweep, required=False), protocol),
         out or folder.report(fmt),
         sweep=sweep,
-        notes=src.notes,
+        notes=src.shared_notes(),
         fmt=fmt,
         paper=paper,
         expected=expected_configs(sweep),
@@ -474,22 +478,22 @@ def compare_sweeps(
     >>> print(r.summary(digits=2))
     A - B: probe_top1_best +0.33 (95% CI -0.01 .. +0.66); means 77.38 ± 0.22 (n=4) vs 77.05 ± 0.13 (n=4); Welch t = 2.53, dof = 4.82, p = 0.0541: not significant at 5%
     """
-    from ablate.analysis.compare import compare, compare_by, select
-    from ablate.analysis.protocols import metric_under, protocol_rows
+    from ablate.analysis.arms import rows_under
+    from ablate.analysis.compare import compare, compare_by
+    from ablate.analysis.protocols import metric_under
     from ablate.analysis.sources import rows_to_compare
-
-    metric, over = metric_under(metric, protocol)
 
     def data(x: Any) -> Any:
         if isinstance(x, (list, tuple)) or (hasattr(x, "__array__") and not hasattr(x, "columns")):
             return x
-        df = rows_to_compare(x)
-        return protocol_rows(select(df, where) if where else df, metric, over)
+        return rows_under(rows_to_compare(x), metric, protocol, where)[0]
 
     names = labels or tuple(Path(str(x)).name if isinstance(x, (str, Path)) else n for x, n in ((a, "A"), (b, "B")))
+    a, b = data(a), data(b)
+    metric = metric_under(metric, protocol)[0]
     if by:
-        return compare_by(data(a), data(b), list(by), metric, confidence=confidence, labels=names)
-    return compare(data(a), data(b), metric, confidence=confidence, labels=names)
+        return compare_by(a, b, list(by), metric, confidence=confidence, labels=names)
+    return compare(a, b, metric, confidence=confidence, labels=names)
 
 
 def compare_arms(
@@ -499,11 +503,12 @@ def compare_arms(
     metric: str = "probe_top1_best",
     *,
     where: Mapping[str, Any] | None = None,
+    by: Sequence[str] | None = None,
     confidence: float = 0.95,
     protocol: Literal["best", "final", "max"] | None = None,
-) -> CompareResult:
+) -> CompareResult | pd.DataFrame:
     """Two arms of one sweep, each picked by config values (:func:`ablate.analysis.compare.compare_two_arms`);
-    ``protocol`` as for :func:`table`.
+    ``by`` compares them cell by cell (a DataFrame, one row per cell); ``protocol`` as for :func:`table`.
 
     >>> import ablate, pandas as pd
     >>> df = pd.DataFrame({"trial_id": list("abcdef"), "is_final": True, "status": "ok",
@@ -513,14 +518,12 @@ def compare_arms(
     >>> round(r.diff * 100, 2), r.significant
     (0.6, True)
     """
-    from ablate.analysis.compare import compare_two_arms, select
-    from ablate.analysis.protocols import metric_under, protocol_rows
+    from ablate.analysis.arms import rows_under
+    from ablate.analysis.compare import compare_two_arms
     from ablate.analysis.sources import rows_to_compare
 
-    metric, over = metric_under(metric, protocol)
-    df = rows_to_compare(source)
-    df = protocol_rows(select(df, where) if where else df, metric, over)
-    return compare_two_arms(df, arm_a, arm_b, metric, confidence=confidence)
+    df, metric = rows_under(rows_to_compare(source), metric, protocol, where)
+    return compare_two_arms(df, arm_a, arm_b, metric, confidence=confidence, by=list(by) if by else None)
 
 
 # ---------------------------------------------------------------- pretrained weights

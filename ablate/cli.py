@@ -164,17 +164,17 @@ def cmd_compare(args: argparse.Namespace) -> int:
     metric = args.metric or DEFAULT_METRIC
     scale = args.scale if args.scale is not None else (100.0 if "top" in metric else 1.0)
     where, arms = parse_set(args.where), (parse_set(args.arm_a), parse_set(args.arm_b))
+    by = [k.strip() for k in args.by.split(",") if k.strip()] if args.by else None
     if args.b is None:
         if not (arms[0] and arms[1]):
             raise UserError(
                 "compare: give a second results folder, or two arms of one folder with --a KEY=VALUE and --b KEY=VALUE"
             )
-        kw = {"metric": metric, "where": where, "confidence": args.confidence, "protocol": args.protocol}
-        print(api.compare_arms(args.a, *arms, **kw).summary(scale))
+        kw = {"metric": metric, "where": where, "by": by, "confidence": args.confidence, "protocol": args.protocol}
+        print("\n".join(summary_lines(api.compare_arms(args.a, *arms, **kw), by, scale)))
         return 0
     if arms[0] or arms[1]:
         raise UserError("compare: --a/--b pick arms within ONE results folder; with two folders use --where")
-    by = [k.strip() for k in args.by.split(",") if k.strip()] if args.by else None
     labels = (Path(args.a).name, Path(args.b).name)
     kw = {"where": where, "by": by, "confidence": args.confidence, "labels": labels, "protocol": args.protocol}
     result = api.compare_sweeps(args.a, args.b, metric, **kw)
@@ -359,7 +359,7 @@ PARSERS: dict[str, tuple[str, str, list[tuple[str, dict[str, Any]]]]] = {
                         action="append", default=[], metavar="KEY=VALUE"),
                     opt("--b", "config values of arm B within one folder (repeatable)", dest="arm_b",
                         action="append", default=[], metavar="KEY=VALUE"),
-                    opt("--by", "comma-separated config keys: one test per cell (two folders)", metavar="KEY[,KEY]"),
+                    opt("--by", "comma-separated config keys: one test per cell", metavar="KEY[,KEY]"),
                     opt("--confidence", "confidence level of the interval (default 0.95)", type=fraction, default=0.95,
                         metavar="C"),
                     opt("--scale", "display factor (default: 100 for accuracies, 1 otherwise)", type=float,

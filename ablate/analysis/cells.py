@@ -1,5 +1,6 @@
 """What a table cell holds and what names it: the display label of a row or column
-(:func:`axis_label`), and the checks :func:`ablate.analysis.tables.build_table` makes before it fills
+(:func:`axis_label`), the caption's values of the configuration the cells hold
+(:func:`fill_caption`), and the checks :func:`ablate.analysis.tables.build_table` makes before it fills
 cells: every ``labels`` entry names something the table has (:func:`check_labels`), and the trials
 of one cell differ in nothing but the seed (:func:`check_one_config`).
 """
@@ -8,7 +9,8 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from ablate.analysis.paper import canon, parse_value, value_rank
@@ -54,6 +56,43 @@ def axis_label(keys: Sequence[str], values: Sequence[str], labels: Mapping[str, 
     return ", ".join(t for _, t in sorted(parts) if t)
 
 
+CAPTION_FIELD = re.compile(r"\{\{|\}\}|\{([^{}:]+)(?::([^{}]*))?\}")  # {key}, {key:fmt}, or {{ / }}
+
+
+def fill_caption(text: str, rows: Sequence[Mapping[str, Any]], known: Collection[str] = ()) -> str:
+    """``text`` (a ``table.caption``) with each ``{key}`` replaced by the values of ``key`` (a config key
+    or a results column, e.g. ``{train.epochs}``, ``{t}``) that ``rows`` (the rows of the cells, and the
+    expansion's configs) hold, in value order: a caption says what the cells are, whatever the sweep
+    file's values were before a ``--set``. ``{key:.3g}`` formats each value; ``{{`` and ``}}`` are
+    braces. ``known``: the keys there are (none known: nothing is checked)."""
+
+    def sub(m: re.Match) -> str:
+        if m.group(1) is None:
+            return m.group(0)[0]
+        key = m.group(1).strip()
+        if known and key not in known:
+            raise UserError(
+                f"table.caption: {{{key}}} is not a config key or column of the results"
+                f"{did_you_mean(key, known) or ''}; write a literal brace as {{{{ or }}}}"
+            )
+        seen = dict.fromkeys(_caption_value(r[key], key, m.group(2)) for r in rows if canon(r.get(key)) != "null")
+        return ", ".join(sorted(seen, key=value_rank)) or "—"
+
+    return CAPTION_FIELD.sub(sub, text)
+
+
+def _caption_value(v: Any, key: str, fmt: str | None) -> str:
+    """One value of a caption field: formatted by ``fmt``, else a float to 6 significant digits (a
+    flow's time step * dt is 200, not 200.00000000000003), anything else canonical."""
+    v = v.item() if hasattr(v, "item") and not isinstance(v, (list, tuple, str)) else v
+    if not fmt:
+        return format(v, ".6g") if isinstance(v, float) else canon(v)
+    try:
+        return format(v, fmt)
+    except (TypeError, ValueError):
+        raise UserError(f"table.caption: {{{key}:{fmt}}}: {fmt!r} cannot format {v!r}; e.g. {{{key}:g}}") from None
+
+
 def check_labels(spec: TableSpec, rows: Sequence[Mapping[str, Any]]) -> None:
     """Every ``labels`` entry names a column and, as ``k=v`` (or ``k1=v1;k2=v2``), values that some
     row of ``rows`` (the results' records and the expansion's configs) has: a misspelt label would
@@ -90,6 +129,13 @@ def _config_keys() -> tuple[str, ...]:
     return tuple(sorted({k for kind in KINDS.values() for k in config_columns(kind.Config)}))
 
 
+@functools.cache
+def schema_columns() -> frozenset[str]:
+    """Every column a results row of any trial kind may have: what a caption field may name before
+    the rows that hold it exist (``{t}`` of a theory sweep not run yet)."""
+    return frozenset(n for kind in KINDS.values() for n in kind.schema.names)
+
+
 def _config_text(rec: Mapping[str, Any]) -> dict[str, str]:
     """A results row's trial config (``config_json``, else its config columns) as canonical text
     per dotted key, without the keys a cell may differ in."""
@@ -102,13 +148,23 @@ def _config_text(rec: Mapping[str, Any]) -> dict[str, str]:
     }
 
 
+def config_spread(recs: Sequence[Mapping[str, Any]]) -> dict[str, list[str]]:
+    """The config keys (but those seeds of one config may differ in) whose values differ between the
+    trials of ``recs`` (results rows, one or more per trial), each with its canonical values in order
+    (numbers in numeric order, ``null`` where a trial lacks the key, last)."""
+    trials = {str(r.get("trial_id")) if r.get("trial_id") is not None else i: r for i, r in enumerate(recs)}
+    configs = [_config_text(rec) for rec in trials.values()]
+    keys = dict.fromkeys(k for cfg in configs for k in cfg)
+    values = {k: sorted({cfg.get(k, "null") for cfg in configs}, key=value_rank) for k in keys}
+    return {k: v for k, v in values.items() if len(v) > 1}
+
+
 def check_one_config(groups: Mapping[tuple, list[dict]], spec: TableSpec) -> None:
     """A cell is the seeds of ONE config: trials of a cell that differ in any other key (but those that
     do not change the trial id) would be averaged as if they were seeds."""
     for (r, c), recs in groups.items():
-        configs = [_config_text(rec) for rec in {str(rec.get("trial_id")): rec for rec in recs}.values()]
-        values = {k: sorted({cfg.get(k, "null") for cfg in configs}) for k in set().union(*configs)}
-        differ = sorted(k for k, v in values.items() if len(v) > 1)
+        values = config_spread(recs)
+        differ = sorted(values)
         if not differ:
             continue
         cell = " / ".join(

@@ -11,7 +11,8 @@ A and B with final-epoch values a_1..a_n (one per seed) and b_1..b_m:
 (Welch's unequal-variance test with the Welch-Satterthwaite degrees of freedom,
 ``scipy.stats.ttest_ind(equal_var=False)``; it does not assume the two arms have the same spread,
 which they often do not: a collapsing arm varies far more.) The arms are independent samples
-(different seeds or sweeps), not paired.
+(different seeds or sweeps), not paired, and each is the seeds of ONE config (:func:`check_seeds`):
+trials of two configs pooled as seeds would make the spread, and so the test, meaningless.
 
 :func:`compare` takes two results DataFrames (each trial's final row counts once) or two plain
 sequences of numbers; :func:`compare_two_arms` picks two arms out of one sweep by config values;
@@ -29,12 +30,13 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ablate.analysis.paper import canon, value_rank
-from ablate.config.tree import did_you_mean
+from ablate.analysis.arms import arm_label, select
+from ablate.analysis.cells import config_spread
+from ablate.analysis.metrics import check_measure
+from ablate.analysis.paper import canon
 from ablate.errors import UserError
 from ablate.results.io import final_rows
 from ablate.results.schema import COLLAPSED_STOPPED
-from ablate.sweep.expand import axes_label
 
 DEFAULT_METRIC = "probe_top1_best"
 
@@ -71,7 +73,10 @@ class CompareResult:
     def summary(self, scale: float = 1.0, digits: int = 2) -> str:
         """One line, e.g. ``A - B: probe_top1_best +0.30 (95% CI -0.41 .. +1.01), t = 1.1, ...``.
 
-        ``scale`` multiplies means and differences for display (100: accuracy in points)."""
+        ``scale`` multiplies means and differences for display (100: accuracy in points); a factor
+        that is not a positive number would print nan, zeros or flipped signs, so it is refused."""
+        if not (math.isfinite(scale) and scale > 0):
+            raise UserError(f"compare --scale {scale:g}: the display factor must be a positive number (100: points)")
         d = digits
         pct = f"{self.confidence * 100:g}%"
         verdict = "significant" if self.significant else "not significant"
@@ -117,34 +122,61 @@ def welch(a: Sequence[float], b: Sequence[float], confidence: float = 0.95) -> d
     }
 
 
-def final_values(data: pd.DataFrame | Sequence[float], metric: str = DEFAULT_METRIC) -> np.ndarray:
+# how a refusal of pooled configs (check_seeds) says to get to seeds of one: two arms of one folder,
+# two folders, one cell of two folders compared --by
+ARM_FIX = "keep one with {where} (it applies to both sides)"
+SWEEP_FIX = "keep one with {where}, or compare cell by cell with --by {by}"
+CELL_FIX = "add {by} to --by, or keep one with {where}"
+
+
+def final_values(
+    data: pd.DataFrame | Sequence[float],
+    metric: str = DEFAULT_METRIC,
+    label: str = "A",
+    fix: str = ARM_FIX,
+) -> np.ndarray:
     """One value per trial: the metric of each trial's final row (status ok, finite value).
 
-    A DataFrame without ``is_final`` / ``trial_id`` columns counts every row once; a sequence of
-    numbers is taken as is (one number per seed)."""
+    A DataFrame without ``is_final`` / ``trial_id`` columns counts every row once; its trials must be
+    the seeds of one config (:func:`check_seeds`; ``label`` and ``fix`` word the refusal). A
+    sequence of numbers is taken as is (one number per seed)."""
     if not isinstance(data, pd.DataFrame):
         vals = np.asarray(list(data), dtype=float)
         return vals[np.isfinite(vals)]
     if data.empty:
         return np.array([])
-    if metric not in data.columns:
-        numeric = [c for c in data.columns if pd.api.types.is_numeric_dtype(data[c]) and "." not in c]
-        raise UserError(
-            f"metric {metric!r} is not a column of the results{did_you_mean(metric, numeric) or ''}; "
-            f"choose one of {', '.join(numeric[:12])}"
-        )
+    check_measure(data, metric, "compare --metric")
     df = final_rows(data) if "is_final" in data.columns else data  # a resumed trial counts once
     if "status" in df.columns:
-        stopped = int((df["status"] == COLLAPSED_STOPPED).sum())
-        if stopped:
+        stopped = df[df["status"] == COLLAPSED_STOPPED]
+        if len(stopped):
+            epochs = ", ".join(str(e) for e in sorted(stopped["epoch"].dropna().astype(int))) if "epoch" in df else "?"
             raise UserError(
-                f"compare: {stopped} trial(s) of {metric} were ended at collapse by the sweep's stop_collapsed; their "
-                "numbers are of the epoch they stopped at, not of a full run: leave them out with --where, or run "
-                "them to the end (ablate run <sweep> --set stop_collapsed=0)"
+                f"compare: {len(stopped)} trial(s) of {label} were ended at collapse by the sweep's stop_collapsed "
+                f"(epochs {epochs}); their {metric} is of the epoch they stopped at, not of a full run: run them to "
+                "the end (ablate run <sweep> --set stop_collapsed=0), or compare arms without them"
             )
         df = df[df["status"] == "ok"]
     vals = pd.to_numeric(df[metric], errors="coerce").to_numpy(dtype=float)
+    check_seeds(df[np.isfinite(vals)], label, fix)
     return vals[np.isfinite(vals)]
+
+
+def check_seeds(rows: pd.DataFrame, label: str, fix: str = ARM_FIX) -> None:
+    """The trials of one side of a comparison are the seeds of ONE config: trials that differ in any
+    other key pooled as if they were seeds (a BYOL and a SimSiam-style trial of one predictor) give a
+    spread and a t-test of nothing. ``fix`` is the remedy, with ``{where}`` / ``{by}`` for the keys
+    that vary (those set in every trial of the side: a variant's own keys follow from them)."""
+    spread = config_spread(rows.to_dict("records"))
+    if not spread:
+        return
+    named = [k for k, v in spread.items() if "null" not in v][:3] or list(spread)[:1]
+    varies = "; ".join(f"{k} varies ({', '.join(spread[k][:6])}{' ...' * (len(spread[k]) > 6)})" for k in named)
+    where = " ".join(f"--where {k}={spread[k][0]}" for k in named)
+    raise UserError(
+        f"compare: {label} pools trials of different configs, not the seeds of one: {varies}; "
+        + fix.format(where=where, by=",".join(named))
+    )
 
 
 def compare(
@@ -154,17 +186,19 @@ def compare(
     *,
     confidence: float = 0.95,
     labels: tuple[str, str] = ("A", "B"),
+    fix: str = SWEEP_FIX,
 ) -> CompareResult:
     """Welch's t-test of A against B on ``metric`` over seeds (each trial's final row counts once).
 
     ``a`` and ``b`` are results DataFrames (``ablate.load_results``, possibly filtered) or plain
-    sequences of per-seed values. Needs at least 2 values per side.
+    sequences of per-seed values. Needs at least 2 values per side, and each side's trials must be
+    the seeds of one config (``fix``: how the refusal says to get there, :func:`check_seeds`).
 
     >>> r = compare([70.1, 70.6, 70.4], [69.8, 70.0, 69.9], metric="top1", labels=("directpred", "linear"))
     >>> round(r.diff, 3), round(r.ci_low, 2), round(r.ci_high, 2), round(r.p_value, 3), r.significant
     (0.467, -0.07, 1.01, 0.069, False)
     """
-    x, y = final_values(a, metric), final_values(b, metric)
+    x, y = final_values(a, metric, labels[0], fix), final_values(b, metric, labels[1], fix)
     for name, v in zip(labels, (x, y)):
         if len(v) < 2:
             raise UserError(
@@ -193,39 +227,6 @@ def compare(
 
 
 # ---------------------------------------------------------------- arms and cells
-def select(df: pd.DataFrame, where: Mapping[str, Any], flag: str = "--where") -> pd.DataFrame:
-    """Rows whose config columns equal ``where`` (dotted key -> value; 0.0 == 0, "0.996" == 0.996).
-
-    A key that is not a column, a value no trial has, or values no trial has together are mistakes
-    (``flag`` names where they were given): an empty arm would read as "too few seeds"."""
-    mask = pd.Series(True, index=df.index)
-    for key, value in where.items():
-        if key not in df.columns:
-            raise UserError(
-                f"compare {flag} {key}={value}: {key!r} is not a column of the results"
-                f"{did_you_mean(key, list(df.columns)) or ''}; keys that vary here: {', '.join(_varying(df)) or 'none'}"
-            )
-        have = df[key].map(canon)
-        if not (have == canon(value)).any():
-            seen = sorted(dict.fromkeys(have), key=value_rank)
-            values = ", ".join(seen[:12]) + (f" ... ({len(seen)} values)" if len(seen) > 12 else "")
-            raise UserError(f"compare {flag} {key}={value}: no trial has this value; {key} values here: {values}")
-        mask &= have == canon(value)
-    if not mask.any():
-        raise UserError(f"compare {flag} {_label(where)}: no trial has all of these values; pick values of one arm")
-    return df[mask]
-
-
-def _varying(df: pd.DataFrame) -> list[str]:
-    """The config columns (dotted keys) with two or more values (nulls aside): the sweep's axes, roughly."""
-    dotted = [c for c in df.columns if "." in c]
-    return [c for c in dotted if df[c].dropna().map(canon).nunique() > 1][:12]
-
-
-def _label(where: Mapping[str, Any]) -> str:
-    return axes_label(where) if where else "all"
-
-
 def compare_two_arms(
     df: pd.DataFrame,
     arm_a: Mapping[str, Any],
@@ -233,16 +234,23 @@ def compare_two_arms(
     metric: str = DEFAULT_METRIC,
     *,
     confidence: float = 0.95,
-) -> CompareResult:
+    by: Sequence[str] | None = None,
+) -> CompareResult | pd.DataFrame:
     """Two arms of one sweep, each given by config values, e.g.
-    ``compare_two_arms(df, {"predictor.name": "directpred"}, {"predictor.name": "linear"})``."""
-    return compare(
-        select(df, arm_a, "--a"),
-        select(df, arm_b, "--b"),
-        metric,
-        confidence=confidence,
-        labels=(_label(arm_a), _label(arm_b)),
-    )
+    ``compare_two_arms(df, {"predictor.name": "directpred"}, {"predictor.name": "linear"})``; with
+    ``by``, one test per cell of those keys (:func:`compare_by`). Arms that share trials compare
+    something with itself and are refused."""
+    a, b = select(df, arm_a, "--a"), select(df, arm_b, "--b")
+    labels = (arm_label(arm_a), arm_label(arm_b))
+    shared = sorted(set(a["trial_id"]) & set(b["trial_id"])) if "trial_id" in df.columns else []
+    if shared:
+        raise UserError(
+            f"compare: --a {labels[0]} and --b {labels[1]} both pick {len(shared)} trial(s) "
+            f"({', '.join(map(str, shared[:3]))}{' ...' * (len(shared) > 3)}); give values that tell the arms apart"
+        )
+    if by:
+        return compare_by(a, b, by, metric, confidence=confidence, labels=labels)
+    return compare(a, b, metric, confidence=confidence, labels=labels, fix=ARM_FIX)
 
 
 def compare_by(
@@ -267,7 +275,9 @@ def compare_by(
     ka, kb = key(df_a), key(df_b)
     out = []
     for cell in dict.fromkeys([*ka.tolist(), *kb.tolist()]):
-        xa, xb = final_values(df_a[ka == cell], metric), final_values(df_b[kb == cell], metric)
+        where = ", ".join(f"{k}={v}" for k, v in zip(by, cell))
+        xa = final_values(df_a[ka == cell], metric, f"{labels[0]} [{where}]", CELL_FIX)
+        xb = final_values(df_b[kb == cell], metric, f"{labels[1]} [{where}]", CELL_FIX)
         if len(xa) < 2 or len(xb) < 2:
             continue
         r = compare(xa, xb, metric, confidence=confidence, labels=labels)

@@ -31,22 +31,34 @@ def in_units(seconds: float, device: str) -> str:
 
 def device_cost(df: pd.DataFrame, sweep: Any) -> tuple[pd.DataFrame, str]:
     """(the rows with a ``device_cost`` column, its unit): each row's ``device_s`` times the trial's
-    share of its device, in hours, or in seconds when the typical trial took under six minutes."""
+    share of its device, in hours, or in seconds when the typical trial took under six minutes. The
+    collapse flag is left out: collapse says how a trial learned, not what it cost, and its footnote
+    ("it is in the mean: collapse is a result") would be about another table."""
     if "device_s" not in df.columns or df["device_s"].isna().all():
         raise UserError("table --cost: these results have no device_s column (written before it existed); rerun them")
     share, device = device_share(sweep)
     seconds = df["device_s"] * share
+    df = df.drop(columns=["collapsed"], errors="ignore")
     if final_rows(df)["device_s"].median() * share >= HOUR_FROM_S:
         return df.assign(device_cost=seconds / 3600), f"{device}-hours"
     return df.assign(device_cost=seconds), f"{device}-seconds"
 
 
 def cost_spec(df: pd.DataFrame, spec: TableSpec, unit: str) -> TableSpec:
-    """``spec`` turned into the table of measured ``unit`` per seed, the sweep's total in its caption."""
+    """``spec`` turned into the table of measured ``unit`` per seed: its rows and columns, none of its
+    metric's caption, protocol, paper or scale; the metric named by its unit and the sweep's total in
+    the caption."""
     total = final_rows(df)["device_cost"].sum()
-    title = f"{spec.caption}: " if spec.caption else ""
-    caption = f"{title}measured {unit} per trial (device_s x its share of the device); sweep total {total:.3g} {unit}"
-    digits = 3 if unit.endswith("hours") else 1
+    share = "device_s x its share of the device"
+    caption = f"Device time: measured {unit} per trial ({share}); sweep total {total:.3g} {unit}"
     return dataclasses.replace(
-        spec, metric="device_cost", scale=1.0, digits=digits, top5=None, paper=None, caption=caption
+        spec,
+        metric="device_cost",
+        scale=1.0,
+        digits=3 if unit.endswith("hours") else 1,
+        top5=None,
+        paper=None,
+        caption=caption,
+        over_epochs="final",
+        labels={**spec.labels, "device_cost": f"{unit} per trial"},
     )

@@ -26,7 +26,6 @@ import hashlib
 import io
 import json
 import math
-import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -34,13 +33,15 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ablate.config.tree import build, did_you_mean
+from ablate.analysis.metrics import check_measure
+from ablate.analysis.weights import fitted, in_channels, no_final_trunk, state_dict, weights_file
+from ablate.config.tree import build
 from ablate.config.trial import ModelConfig
 from ablate.errors import UserError
-from ablate.kinds.registry import DEFAULT_KIND, get_kind, kinds_in
-from ablate.models.trunks import export_state_dict, load_trunk
+from ablate.kinds.registry import DEFAULT_KIND, get_kind
+from ablate.models.trunks import export_state_dict
 from ablate.results.io import final_rows, read_rows
-from ablate.results.layout import FINAL_WEIGHTS, SweepDir, epoch_weights
+from ablate.results.layout import SweepDir
 from ablate.results.location import Location
 
 FORMAT = "ablate-trunk/1"
@@ -82,12 +83,7 @@ def select_trial(
                 f"export --trial {hits[0]}: the trial has not finished (no final row); run the sweep again to finish it"
             )
         return _clean(rows.iloc[-1].to_dict())
-    metrics = numeric_metrics(df)
-    if best not in metrics:
-        what = "not a numeric metric" if best in df.columns else "not a column of the results"
-        raise UserError(
-            f"export --best {best}: {what}{did_you_mean(best, metrics) or ''}; choose one of {', '.join(metrics)}"
-        )
+    check_measure(df, best, "export --best")
     if mode not in ("max", "min"):
         raise UserError(f"export --mode {mode!r}: choose max or min")
     ok = final[(final["status"] == "ok") & final[best].notna()]
@@ -95,19 +91,6 @@ def select_trial(
         raise UserError(f"export --best {best}: no finished trial with a value of {best} in {folder}")
     idx = ok[best].astype(float).idxmax() if mode == "max" else ok[best].astype(float).idxmin()
     return _clean(ok.loc[idx].to_dict())
-
-
-def numeric_metrics(df: pd.DataFrame) -> list[str]:
-    """The metric columns of the results that a best trial can be picked by: numbers, not flags or lists."""
-    names = dict.fromkeys(m for kind in kinds_in(df) for m in kind.metric_names(numeric_only=True))
-    return [
-        m
-        for m in names
-        if m in df.columns
-        and pd.api.types.is_numeric_dtype(df[m])
-        and not pd.api.types.is_bool_dtype(df[m])
-        and df[m].notna().any()
-    ]
 
 
 def _clean(row: dict[str, Any]) -> dict[str, Any]:
@@ -157,14 +140,6 @@ def load_recipe(model: dict[str, Any], in_channels: int, file: str, head_classes
     return lines + [load]
 
 
-def _in_channels(state: dict[str, Any]) -> int:
-    for key in ("conv1.weight", "features.0.weight"):  # ResNet / ablate's convnet
-        if key in state:
-            return int(state[key].shape[1])
-    first = next(v for v in state.values() if getattr(v, "ndim", 0) == 4)
-    return int(first.shape[1])
-
-
 # ---------------------------------------------------------------- export
 def write_trunk(
     folder: SweepDir | str | Path,
@@ -185,23 +160,31 @@ def write_trunk(
     ``epoch`` takes ``trunk_epoch{N}.pt`` instead of the final weights; ``head_classes`` adds a
     blank (zero) fc head so the file loads into an unmodified ``torchvision.models.resnetXX(num_classes=N)``."""
     folder = folder if isinstance(folder, SweepDir) else SweepDir.at(folder)
+    if to is not None and Path(to).suffix != ".pt":  # before any weights are read
+        raise UserError(f"export --to {to}: expected a .pt file name, e.g. --to trunk.pt")
     row = select_trial(folder, trial_id, best, mode, among)
     tid = row["trial_id"]
-    src = weights_file(folder, row, epoch)
-    state = torch.load(io.BytesIO(src.read_bytes()), map_location="cpu", weights_only=True)
     config = json.loads(row["config_json"]) if row.get("config_json") else {}
+    if config and "model" not in config:
+        raise UserError(f"export: trial {tid} is a {row.get('kind')} trial, which trains no trunk: nothing to export")
+    if epoch is None and row.get("status") != "ok":
+        raise UserError(no_final_trunk(row, folder))
+    src = weights_file(folder, row, epoch)
     model_cfg = build(ModelConfig, config.get("model", {}))
     if head_classes is not None and model_cfg.trunk == "convnet":
         raise UserError(
             f"export --head-classes {head_classes}: trial {tid} has the convnet trunk, which no torchvision "
             "model loads; export it without --head-classes (ablate.load_exported rebuilds it)"
         )
-    channels = _in_channels(state)
-    trunk = load_trunk(state, model_cfg, channels)  # refuses weights that do not fit the trunk (strict)
+    fix = (
+        f"the trial's weights file was damaged or replaced; write it anew by running the sweep again from the "
+        f"start: ablate run {folder.display()} --restart"
+    )
+    state = state_dict(src.read_bytes(), src, fix)
+    channels = in_channels(state, src, fix)
+    trunk = fitted(state, model_cfg, channels, src, fix)  # strict: weights of another trunk are refused
     out_state = export_state_dict(trunk, head_classes=head_classes)
     out = Path(to) if to is not None else Path(f"trunk_{tid}.pt")
-    if out.suffix != ".pt":
-        raise UserError(f"export --to {out}: expected a .pt file name, e.g. --to trunk.pt")
     out.parent.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
     torch.save(out_state, buf)
@@ -209,30 +192,6 @@ def write_trunk(
     sidecar = _sidecar(row, config, out, buf.getvalue(), str(src), channels, trunk, head_classes, epoch)
     out.with_suffix(".json").write_text(json.dumps(sidecar, indent=2, sort_keys=False, default=str) + "\n")
     return out
-
-
-def weights_file(folder: SweepDir, row: dict[str, Any], epoch: int | None) -> Location:
-    """The saved trunk of the trial whose final row is ``row``: after ``epoch``, or the final one.
-    The final epoch's weights are ``trunk_final.pt`` whatever ``save.weights`` kept besides."""
-    tid, last = row["trial_id"], row.get("train.epochs")
-    if epoch is not None and last is not None and not 1 <= epoch <= last:
-        raise UserError(f"export --epoch {epoch}: trial {tid} ran epochs 1..{last}; give one of them")
-    where = folder.weights(tid)
-    src = where / (FINAL_WEIGHTS if epoch is None or epoch == last else epoch_weights(epoch))
-    if src.exists():
-        return src
-    names = [c.name for c in where.children()] if where.exists() else []
-    saved: list[Any] = sorted(int(m[1]) for n in names if (m := re.fullmatch(r"trunk_epoch(\d+)\.pt", n)))
-    saved += [f"{last} (final)"] if FINAL_WEIGHTS in names else []
-    have = f"the weights of epoch{'s' * (len(saved) > 1)} {', '.join(map(str, saved))} only" if saved else "no weights"
-    keep = f"the weights of epoch {epoch}" if epoch is not None else "the final weights"
-    flags = f"--set save.weights=every --set save.every={epoch}" if epoch is not None else "--set save.weights=final"
-    raise UserError(
-        f"export{f' --epoch {epoch}' if epoch is not None else ''}: trial {tid} kept {have} "
-        f"(save.weights={row.get('save.weights') or 'none'}){'; give one of those' * bool(saved and epoch)}; "
-        f"to keep {keep}, run the sweep again from the start (a finished trial is not rerun: save.* keys are not "
-        f"in its id; --restart moves the old results aside): ablate run {folder.display()} --restart {flags}"
-    )
 
 
 def _sidecar(
@@ -288,15 +247,26 @@ def _sidecar(
 
 
 def read_trunk(path: str | Path) -> Any:
-    """Rebuild an exported trunk (any trunk kind) from ``path`` and its sidecar; strict load."""
+    """Rebuild an exported trunk (any trunk kind) from ``path`` and its sidecar; strict load. The file
+    must be the one its sidecar describes (its sha256): weights changed or swapped after the export
+    are refused, as are a damaged file and a sidecar that is not ablate export's."""
     path = Path(path)
     side = path.with_suffix(".json")
+    fix = "export the trial again: ablate export RESULTS --trial ID --to " + path.name
+    if not path.is_file():
+        raise UserError(f"{path}: no such file; give the .pt file ablate export wrote")
     if not side.is_file():
         raise UserError(f"{side}: missing; loading an exported trunk needs the JSON sidecar written by ablate export")
-    meta = json.loads(side.read_text())
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    trunk = load_trunk(state, build(ModelConfig, meta["config"].get("model", {})), meta["trunk"]["in_channels"])
-    return trunk.eval()
+    try:
+        meta = json.loads(side.read_text())
+        model, channels, digest = meta["config"].get("model", {}), int(meta["trunk"]["in_channels"]), meta["sha256"]
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise UserError(f"{side}: not the sidecar of an {FORMAT} export (JSON: config, trunk, sha256); {fix}") from None
+    blob = path.read_bytes()
+    if hashlib.sha256(blob).hexdigest() != digest:
+        raise UserError(f"{path}: not the file its sidecar {side.name} describes (its sha256 differs); {fix}")
+    state = state_dict(blob, path, fix)
+    return fitted(state, build(ModelConfig, model), channels, path, fix).eval()
 
 
 def describe_export(out: Path, metric: str = "probe_top1_best") -> str:

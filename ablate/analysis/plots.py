@@ -36,7 +36,7 @@ from ablate.analysis.tables import EPOCH, axis_label, order_tuples
 from ablate.errors import UserError
 from ablate.kinds.registry import kinds_in
 from ablate.results.location import Location
-from ablate.results.schema import COLLAPSE_Z_STD
+from ablate.results.schema import COLLAPSE_Z_STD, COLLAPSED_STOPPED
 from ablate.sweep.table_block import TableSpec
 from ablate.theory.plotkit import FIGURE_FORMATS, save
 
@@ -122,9 +122,9 @@ def _curve(rows: pd.DataFrame, col: str, scale: float = 1.0) -> pd.DataFrame:
 
 def _suffix(rows: pd.DataFrame) -> str:
     final = rows[rows.is_final.fillna(False).astype(bool)]
-    bad = {s: int((final.status == s).sum()) for s in ("diverged", "failed")}
+    bad = {s: int((final.status == s).sum()) for s in ("diverged", "failed", COLLAPSED_STOPPED)}
     seeds = rows.trial_id.nunique()
-    notes = [f"{n} {s}" for s, n in bad.items() if n]
+    notes = [f"{n} {'stopped at collapse' if s == COLLAPSED_STOPPED else s}" for s, n in bad.items() if n]
     return f" ({seeds} seed{'s' if seeds != 1 else ''}" + (", " + ", ".join(notes) if notes else "") + ")"
 
 

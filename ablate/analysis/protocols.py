@@ -5,7 +5,9 @@ the final pretraining epoch: protocol ``best``, the default. ``final`` takes the
 last probe epoch (``probe_top1``). ``max`` takes the best ``probe_top1_best`` over every evaluated
 pretraining epoch of a trial: the authors' tools2/stats.py (``--key_stats acc --topk_mean 1``)
 aggregates their logs that way, so the paper's numbers may be that; it reads higher than ``best``
-whenever accuracy peaks before the last epoch.
+whenever accuracy peaks before the last epoch. A protocol is a reading of the linear probe: under
+``max`` the probe's columns come from that best epoch, every other metric (kNN, z_std) stays the
+final epoch's.
 """
 
 from __future__ import annotations
@@ -38,23 +40,35 @@ def with_protocol(spec: TableSpec, protocol: Literal["best", "final", "max"] | N
             "epoch) or max (best of probe epochs, max over pretraining epochs)"
         )
     if spec.metric not in PROTOCOLS:
-        raise UserError(f"--protocol applies to probe metrics; this table shows {spec.metric!r}")
+        raise UserError(
+            f"--protocol {protocol} applies to probe metrics ({', '.join(PROTOCOLS)}), not {spec.metric!r}; "
+            "leave --protocol out"
+        )
     metric, over = PROTOCOL_SPECS[protocol]
+    if over == "max" and "epoch" in (*spec.rows, *spec.cols):  # the results column a table may lay out (Table 8)
+        raise UserError(
+            f"--protocol {protocol} takes each trial's best epoch, but this table shows chosen epochs "
+            f"({', '.join(map(str, spec.epochs)) or 'epoch is one of its axes'}); use best or final"
+        )
     return dataclasses.replace(spec, metric=metric, over_epochs=over)
+
+
+PROBE_COLUMNS = ("probe_top1_best", "probe_top1", "probe_top5")  # the linear probe's numbers: what a protocol picks
 
 
 def trial_value_row(rows: pd.DataFrame, last: dict[str, Any], metric: str, over_epochs: str) -> dict[str, Any]:
     """A trial's row for a table cell or a comparison: its final row ``last``, where ``over_epochs`` is
-    ``max`` carrying the metric (and the rest of that row's metrics) of its best evaluated epoch; the
-    status, collapse flag and epoch stay the final row's (a trial that diverged counts as diverged)."""
+    ``max`` carrying the linear probe's numbers (:data:`PROBE_COLUMNS`) of its best evaluated epoch by
+    ``metric``. Only the probe's: kNN, z_std, the loss and the status stay the final row's (a protocol is
+    how the probe is read, not a choice of checkpoint for every metric; a trial that diverged counts as
+    diverged)."""
     if over_epochs != "max" or last.get("status") != "ok":
         return last
     ok = rows[(rows["status"] == "ok") & rows[metric].notna()]
     if ok.empty:
         return last
-    best = ok.loc[ok[metric].astype(float).idxmax()].to_dict()
-    keep = ("status", "is_final", "collapsed", "epoch", "error")
-    return {**best, **{k: last[k] for k in keep if k in last}}
+    best = ok.loc[ok[metric].astype(float).idxmax()]
+    return {**last, **{k: best[k] for k in PROBE_COLUMNS if k in best.index}}
 
 
 def protocol_rows(df: pd.DataFrame, metric: str, over_epochs: str) -> pd.DataFrame:

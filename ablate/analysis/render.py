@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import html as _html
 import io
+from collections.abc import Iterable, Sequence
 
 from ablate.analysis.tables import Table, TableCell
 from ablate.errors import UserError
@@ -124,16 +125,24 @@ def terminal(table: Table) -> str:
     return "\n".join(lines + ([""] + notes if notes else []))
 
 
+def md_cell(text: object) -> str:
+    """``text`` as one cell of a Markdown table: ``|`` escaped as ``\\|`` (GitHub-flavoured Markdown's
+    rule, which keeps the text as written) and line breaks as spaces (a row is one line)."""
+    return " ".join(str(text).replace("|", "\\|").splitlines())
+
+
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence[str]], right: Iterable[int] = ()) -> str:
+    """The one Markdown table writer of ablate (tables, reports): a header, its alignment row (the
+    columns ``right`` right-aligned, the others left) and one line per row, every cell :func:`md_cell`."""
+    right = set(right)
+    line = lambda cells: "| " + " | ".join(md_cell(c) for c in cells) + " |"  # noqa: E731
+    align = "|" + "|".join("---:" if i in right else ":---" for i in range(len(header))) + "|"
+    return "\n".join([line(header), align, *(line(r) for r in rows)])
+
+
 def markdown(table: Table) -> str:
-    esc = lambda s: s.replace("|", "\\|")  # noqa: E731
     head, body = _grid(table)
-    lines = [
-        f"**{esc(table.caption)}**",
-        "",
-        "| " + " | ".join(map(esc, head)) + " |",
-        "|" + "|".join([":---"] + ["---:"] * (len(head) - 1)) + "|",
-    ]
-    lines += ["| " + " | ".join(map(esc, r)) + " |" for r in body]
+    lines = [f"**{md_cell(table.caption)}**", "", markdown_table(head, body, right=range(1, len(head)))]
     notes = legend(table)
     return "\n".join(lines + ([""] + [f"- {n}" for n in notes] if notes else []))
 

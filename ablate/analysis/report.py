@@ -31,14 +31,16 @@ from ablate.analysis.cost import device_share, in_units
 from ablate.analysis.paper import PaperRef, load_paper
 from ablate.analysis.plots import LEADING, Arm, arms, plot_sweep, spectra_names
 from ablate.analysis.render import render
+from ablate.analysis.report_blocks import CSS, Block, Grid, render_blocks, with_contents
 from ablate.analysis.report_sections import (
     WALL_TIME_NOTE,
-    Block,
     ConfigSummary,
-    Grid,
     aligned_notes,
+    chosen_keys,
     config_summary,
-    render_blocks,
+    counts_text,
+    provenance_summary,
+    status_counts,
     trial_grid,
 )
 from ablate.analysis.tables import Table, build_table
@@ -49,78 +51,6 @@ from ablate.results.schema import COLLAPSE_Z_STD
 from ablate.sweep.describe import describe
 from ablate.sweep.table_block import TableSpec
 from ablate.sweep.validated import Sweep
-
-CSS = """body{font-family:system-ui,sans-serif;max-width:1400px;margin:2em auto;padding:0 1em;color:#222}
-table{border-collapse:collapse;margin:1em 0}
-th,td{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}
-caption{caption-side:top;text-align:left;font-weight:600;padding:4px 0}td.missing{color:#999}
-td.diverged,td.failed{background:#fde8e8}td.collapsed{background:#fff4d6}.legend{font-size:90%;color:#555}
-img{max-width:100%;border:1px solid #eee;margin:6px 0}pre{background:#f6f8fa;padding:1em;overflow-x:auto}"""
-
-
-def provenance_summary(df: pd.DataFrame) -> dict[str, str]:
-    """Where the rows came from, summarised over the sweep's trials."""
-    if df.empty:
-        return {}
-
-    def values(col: str) -> str:
-        if col not in df.columns:
-            return "unknown"
-        counts = df.drop_duplicates("trial_id")[col].dropna().astype(str).value_counts()
-        return "; ".join(f"{v} ({n} trials)" if len(counts) > 1 else v for v, n in counts.items()) or "unknown"
-
-    last = df.groupby("trial_id")["wall_s"].max() if "wall_s" in df.columns else pd.Series(dtype=float)
-    started = df["started_at"].dropna().astype(str) if "started_at" in df.columns else pd.Series(dtype=str)
-    dirty = (
-        df.drop_duplicates("trial_id")["git_dirty"].fillna(False).astype(bool) if "git_dirty" in df.columns else None
-    )
-    versions = "unknown"
-    if "versions" in df.columns and df["versions"].notna().any():
-        vs = [json.loads(v) for v in df["versions"].dropna().unique()]
-        versions = "; ".join(", ".join(f"{k} {v}" for k, v in sorted(x.items())) for x in vs)
-    return {
-        "git commit": values("git_sha"),
-        "uncommitted changes": "unknown"
-        if dirty is None
-        else (f"yes ({int(dirty.sum())} trials)" if dirty.any() else "no"),
-        "versions": versions,
-        "device": values("device"),
-        "first trial started": started.min() if len(started) else "unknown",
-        "last trial started": started.max() if len(started) else "unknown",
-        "total wall time (sum over trials)": _duration(float(last.sum())) if len(last) else "unknown",
-        "longest trial": _duration(float(last.max())) if len(last) else "unknown",
-    }
-
-
-def _duration(seconds: float) -> str:
-    return str(dt.timedelta(seconds=round(seconds)))
-
-
-def status_counts(df: pd.DataFrame) -> dict[str, int]:
-    """Trials by state: ok, diverged, failed (final row), collapsed (ok but z_std < 0.1), unfinished."""
-    if df.empty:
-        return {}
-    out = {"trials": int(df.trial_id.nunique()), "ok": 0, "collapsed": 0, "diverged": 0, "failed": 0, "unfinished": 0}
-    for _, rows in df.groupby("trial_id"):
-        final = rows[rows.is_final.fillna(False).astype(bool)]
-        if final.empty:
-            out["unfinished"] += 1
-            continue
-        last = final.iloc[-1]
-        out[str(last.status)] = out.get(str(last.status), 0) + 1
-        if last.status == "ok" and last.get("collapsed") in (True, 1):  # None / NaN: not recorded
-            out["collapsed"] += 1
-    return out
-
-
-def counts_text(counts: Mapping[str, int]) -> str:
-    if not counts:
-        return "no results yet"
-    return (
-        f"{counts['trials']} trials: {counts['ok']} ok ({counts['collapsed']} of them collapsed), "
-        f"{counts['diverged']} diverged, {counts['failed']} failed, {counts['unfinished']} unfinished"
-    )
-
 
 FIGURE_NOTES = {
     "accuracy": "Linear-probe top-1 (the table's probe metric, else the best of probe epochs) and kNN top-1, in %, "
@@ -206,19 +136,23 @@ class AsRun:
     notes: tuple[str, ...] = ()
     about: str = ""
     share: tuple[float, str] = (1.0, "CPU core")  # each trial's share of its device, and the device's name
+    chosen: frozenset[str] | None = None  # the config keys the grid or cases set (None: not known)
 
 
 def as_run(sweep: Sweep | None, sweep_text: str | None = None, notes: Sequence[str] = ()) -> AsRun:
     """What the report shows of ``sweep``: ``ablate check``'s description (trials, axes, seeds; not where
-    results go: the report may be read anywhere) and each override as the ``--set`` that gave it."""
+    the sweep file or the results are on this machine: the page is meant to be shared) and each override
+    as the ``--set`` that gave it."""
     if sweep is None:
         return AsRun(text=sweep_text, notes=tuple(notes))
-    lines = [line for line in describe(sweep).splitlines() if not line.startswith("results ")]
+    lines = [line for line in describe(sweep).splitlines() if not line.startswith(("results ", "sweep "))]
     sets = tuple(
         "--set " + shlex.quote(f"{k}={v if isinstance(v, str) else json.dumps(v, separators=(',', ':'))}")
         for k, v in sweep.overrides.items()
     )
-    return AsRun("\n".join(lines), sets, sweep.text, tuple(notes), sweep.description.strip(), device_share(sweep))
+    chosen = frozenset(chosen_keys([t.axes for t in sweep.trials])) if sweep.trials else None
+    about = sweep.description.strip()
+    return AsRun("\n".join(lines), sets, sweep.text, tuple(notes), about, device_share(sweep), chosen)
 
 
 @dataclass(frozen=True)
@@ -247,7 +181,7 @@ class Page:
     @cached_property
     def config(self) -> ConfigSummary:
         """What varies (values in table order), what only some trials set, what is fixed."""
-        return config_summary(self.ordered)
+        return config_summary(self.ordered, self.run.chosen)
 
 
 OPEN_TRIALS = 40  # the HTML per-trial table starts unfolded up to this many trials
@@ -273,7 +207,7 @@ def page_blocks(page: Page, images: Sequence[tuple[str, str]]) -> list[Block]:
         blocks += [("pre", ("", " ".join(run.overrides)))] if run.overrides else []
     if run.text:
         blocks += [("h2", "Sweep file"), ("pre", ("yaml", run.text))]
-    return blocks
+    return with_contents(blocks)
 
 
 def _config_blocks(page: Page) -> list[Block]:
@@ -285,7 +219,8 @@ def _config_blocks(page: Page) -> list[Block]:
         blocks.append(("p", f"What varies across the {n} trials:"))
         blocks.append(("grid", Grid(("setting", "values"), tuple((k, ", ".join(v)) for k, v in summary.varies))))
     if summary.partly:
-        blocks.append(("p", "Set in some trials only (a variant's own settings):"))
+        own = "A variant's own settings (set in some trials only, or a default that differs by variant):"
+        blocks.append(("p", own))
         blocks.append(("grid", Grid(("setting", "value", "set"), summary.partly)))
     if run.description:
         blocks.append(("p", f"--set overrides: {' '.join(run.overrides)}" if run.overrides else "No --set overrides."))

@@ -1,108 +1,31 @@
-"""The parts of ``ablate report`` computed from the rows besides the table and the figures, and the page model.
+"""The parts of ``ablate report`` computed from the rows besides the table and the figures.
 
-- :func:`config_summary`: the sweep's configuration at a glance, from the trials themselves: what varies
-  (with its values), what is set in some trials only (a variant's own settings, e.g. DirectPred's ``rho``),
-  and what is fixed;
+- :func:`provenance_summary`, :func:`status_counts`: where the rows came from, and how the trials ended;
+- :func:`config_summary`: the sweep's configuration at a glance, from the trials themselves: what the
+  sweep varies (with its values), what only some trials set or what follows from a variant (e.g.
+  DirectPred's ``rho``, the MLP predictor's ``bias`` default), and what is fixed;
 - :func:`trial_grid`: one row per trial: the config values that vary, its final metrics, status, epochs
-  and wall time;
+  and wall and device time;
 - :func:`aligned_notes`: what a reader must know to read the eigen-alignment right (why DirectPred's
   is 1 by construction).
-
-A page is a list of :data:`Block` s, rendered to HTML or Markdown by :func:`render_blocks`, so both
-formats show the same content.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import html
-from collections.abc import Callable, Sequence
+import json
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from ablate.analysis.metrics import config_keys
+from ablate.analysis.paper import parse_value
+from ablate.analysis.report_blocks import Grid
 from ablate.analysis.tables import EPOCH
-from ablate.kinds.registry import kinds_in
-from ablate.results.schema import COMMON_COLUMNS, config_columns, finite
-
-
-# ---------------------------------------------------------------- the page model
-@dataclass(frozen=True)
-class Grid:
-    """A small table of text: a header and rows of cells."""
-
-    header: tuple[str, ...]
-    rows: tuple[tuple[str, ...], ...]
-
-
-# (kind, content): h1/h2/p/note: text; pre: (language, text); raw: (html, markdown);
-# grid: Grid; kv: [(key, value)]; details: (summary, open, Block); figure: (name, src, caption)
-Block = tuple[str, Any]
-
-
-def _html_grid(g: Grid) -> str:
-    e = html.escape
-    head = "<tr>" + "".join(f"<th>{e(h)}</th>" for h in g.header) + "</tr>"
-    body = ["<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>" for row in g.rows]
-    return "\n".join(["<table>", head, *body, "</table>"])
-
-
-def _md_cell(text: str) -> str:
-    return str(text).replace("|", "/").replace("\n", " ")
-
-
-def _md_grid(g: Grid) -> str:
-    lines = ["| " + " | ".join(_md_cell(h) for h in g.header) + " |", "|" + ":---|" * len(g.header)]
-    return "\n".join(lines + ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in g.rows])
-
-
-def _html_figure(x: tuple[str, str, str]) -> str:
-    name, b64, caption = (html.escape(s) for s in x)
-    return f'<figure><img alt="{name}" src="data:image/png;base64,{b64}"><figcaption>{caption}</figcaption></figure>'
-
-
-def _html_kv(pairs: Sequence[tuple[str, str]]) -> str:
-    e = html.escape
-    return "\n".join(["<table>", *(f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in pairs), "</table>"])
-
-
-HTML_BLOCKS: dict[str, Callable[[Any], str]] = {
-    "h1": lambda x: f"<h1>{html.escape(x)}</h1>",
-    "h2": lambda x: f"<h2>{html.escape(x)}</h2>",
-    "p": lambda x: f"<p>{html.escape(x)}</p>",
-    "note": lambda x: f"<p class='legend'>{html.escape(x)}</p>",
-    "pre": lambda x: f"<pre>{html.escape(x[1])}</pre>",
-    "raw": lambda x: x[0],
-    "grid": _html_grid,
-    "kv": _html_kv,
-    "details": lambda x: (
-        f"<details{' open' if x[1] else ''}><summary>{html.escape(x[0])}</summary>\n"
-        + render_blocks([x[2]], "html")
-        + "\n</details>"
-    ),
-    "figure": _html_figure,
-}
-MARKDOWN_BLOCKS: dict[str, Callable[[Any], str]] = {
-    "h1": lambda x: f"# {x}",
-    "h2": lambda x: f"## {x}",
-    "p": str,
-    "note": lambda x: f"> {x}",
-    "pre": lambda x: f"```{x[0]}\n{x[1].rstrip()}\n```",
-    "raw": lambda x: x[1],
-    "grid": _md_grid,
-    "kv": lambda x: "\n".join(["| | |", "|:---|:---|"] + [f"| {_md_cell(k)} | {_md_cell(v)} |" for k, v in x]),
-    "details": lambda x: f"{x[0]}:\n\n" + render_blocks([x[2]], "markdown"),
-    "figure": lambda x: f"![{x[0]}]({x[1]})\n\n{x[2]}",
-}
-RENDERERS = {"html": (HTML_BLOCKS, "\n"), "markdown": (MARKDOWN_BLOCKS, "\n\n")}
-
-
-def render_blocks(blocks: Sequence[Block], fmt: str) -> str:
-    """``blocks`` as HTML (one element a line) or Markdown (a blank line between blocks)."""
-    renderers, sep = RENDERERS[fmt]
-    return sep.join(renderers[kind](content) for kind, content in blocks)
+from ablate.results.schema import COLLAPSED_STOPPED, finite
 
 
 # ---------------------------------------------------------------- values
@@ -131,48 +54,148 @@ def last_rows(df: pd.DataFrame) -> pd.DataFrame:
     return last.sort_values("trial_id", key=lambda s: s.map(first_seen), kind="stable")
 
 
+# ---------------------------------------------------------------- where the rows came from, how the trials ended
+def provenance_summary(df: pd.DataFrame) -> dict[str, str]:
+    """Where the rows came from, summarised over the sweep's trials."""
+    if df.empty:
+        return {}
+
+    def values(col: str) -> str:
+        if col not in df.columns:
+            return "unknown"
+        counts = df.drop_duplicates("trial_id")[col].dropna().astype(str).value_counts()
+        return "; ".join(f"{v} ({n} trials)" if len(counts) > 1 else v for v, n in counts.items()) or "unknown"
+
+    last = df.groupby("trial_id")["wall_s"].max() if "wall_s" in df.columns else pd.Series(dtype=float)
+    started = df["started_at"].dropna().astype(str) if "started_at" in df.columns else pd.Series(dtype=str)
+    dirty = (
+        df.drop_duplicates("trial_id")["git_dirty"].fillna(False).astype(bool) if "git_dirty" in df.columns else None
+    )
+    total, longest = durations([last.sum(), last.max()])[0] if len(last) else ("unknown", "unknown")
+    versions = "unknown"
+    if "versions" in df.columns and df["versions"].notna().any():
+        vs = [json.loads(v) for v in df["versions"].dropna().unique()]
+        versions = "; ".join(", ".join(f"{k} {v}" for k, v in sorted(x.items())) for x in vs)
+    return {
+        "git commit": values("git_sha"),
+        "uncommitted changes": "unknown"
+        if dirty is None
+        else (f"yes ({int(dirty.sum())} trials)" if dirty.any() else "no"),
+        "versions": versions,
+        "device": values("device"),
+        "first trial started": started.min() if len(started) else "unknown",
+        "last trial started": started.max() if len(started) else "unknown",
+        "total wall time (sum over trials)": total,
+        "longest trial": longest,
+    }
+
+
+STATES = {"ok": "ok", "diverged": "diverged", "failed": "failed", COLLAPSED_STOPPED: "stopped"}  # final status -> count
+
+
+def status_counts(df: pd.DataFrame) -> dict[str, int]:
+    """Trials by state: ok, diverged, failed, stopped (ended at collapse by the sweep's stop_collapsed),
+    by their final row; collapsed (ok but z_std < 0.1); unfinished (no final row)."""
+    if df.empty:
+        return {}
+    out = {"trials": int(df.trial_id.nunique()), "collapsed": 0, "unfinished": 0, **dict.fromkeys(STATES.values(), 0)}
+    for _, rows in df.groupby("trial_id"):
+        final = rows[rows.is_final.fillna(False).astype(bool)]
+        if final.empty:
+            out["unfinished"] += 1
+            continue
+        last = final.iloc[-1]
+        state = STATES.get(str(last.status), str(last.status))
+        out[state] = out.get(state, 0) + 1
+        if last.status == "ok" and last.get("collapsed") in (True, 1):  # None / NaN: not recorded
+            out["collapsed"] += 1
+    return out
+
+
+def counts_text(counts: Mapping[str, int]) -> str:
+    """``8 trials: 6 ok (2 of them collapsed), 0 diverged, 0 failed, 0 unfinished``; stopped trials, and
+    any other final status, are named where there are some: every trial is counted once."""
+    if not counts:
+        return "no results yet"
+    said = {"trials", "ok", "collapsed", "diverged", "failed", "unfinished"}
+    others = "".join(
+        f", {n} {'stopped at collapse' if k == 'stopped' else k}" for k, n in counts.items() if n and k not in said
+    )
+    return (
+        f"{counts['trials']} trials: {counts['ok']} ok ({counts['collapsed']} of them collapsed), "
+        f"{counts['diverged']} diverged, {counts['failed']} failed{others}, {counts['unfinished']} unfinished"
+    )
+
+
 # ---------------------------------------------------------------- the configuration at a glance
 @dataclass(frozen=True)
 class ConfigSummary:
-    """``varies``: (key, its values in order of appearance); ``partly``: (key, value, where it is set)
-    for a setting that only some trials have; ``fixed``: (key, value) the same in every trial."""
+    """``varies``: (key, its values in order of appearance), the settings the sweep varies; ``partly``:
+    (key, value, where it holds) for a setting that only some trials have or that follows from a
+    variant the sweep picks (its default differs between variants); ``fixed``: (key, value) the same
+    in every trial."""
 
     varies: tuple[tuple[str, tuple[str, ...]], ...]
     partly: tuple[tuple[str, str, str], ...]
     fixed: tuple[tuple[str, str], ...]
 
 
-def config_keys(df: pd.DataFrame) -> list[str]:
-    """The config leaves (dotted keys, and ``seed``) among ``df``'s columns, for the trial kinds it holds."""
-    kinds = kinds_in(df)
-    taken = {n for n, *_ in COMMON_COLUMNS} | {n for k in kinds for n, *_ in k.metrics}
-    keys = dict.fromkeys(k for kind in kinds for k in config_columns(kind.Config))
-    return ["seed"] * ("seed" in df.columns) + [k for k in keys if k in df.columns and k not in taken]
-
-
-def config_summary(df: pd.DataFrame) -> ConfigSummary:
+def config_summary(df: pd.DataFrame, chosen: Collection[str] | None = None) -> ConfigSummary:
     """What varies across the trials of ``df`` (values in the order of its rows), what only some of them
-    set, and what is fixed."""
+    set or follows from a variant, and what is fixed.
+
+    ``chosen``: the keys the sweep's grid or cases set (:func:`chosen_keys`); only those count as
+    varied, a key that differs without being chosen is a variant's default. Without it (no sweep
+    known), a key whose value follows from another varying key's (and not the other way round)
+    counts as that variant's default."""
     trials = last_rows(df)
-    varies, partly, fixed = [], [], []
     shown = {k: trials[k].map(show) for k in config_keys(trials)}
-    for key, values in shown.items():
-        distinct = tuple(dict.fromkeys(v for v in values if v != "—"))  # in the order of the rows: the table's
-        if len(distinct) > 1:
-            varies.append((key, distinct))
-        elif distinct and (values == "—").any():
-            partly.append((key, distinct[0]))
-        elif distinct:
-            fixed.append((key, distinct[0]))
-    varying = [k for k, _ in varies]
-    partly_where = tuple((k, v, _where(shown, k, varying)) for k, v in partly)
-    return ConfigSummary(tuple(varies), partly_where, tuple(fixed))
+    distinct = {k: tuple(dict.fromkeys(v for v in values if v != "—")) for k, values in shown.items()}
+    differ = [k for k, d in distinct.items() if len(d) > 1]
+    if chosen is None:
+        varying = [k for k in differ if not any(_follows(shown[k], shown[j]) for j in differ if j != k)]
+    else:
+        varying = [k for k in differ if k in chosen]
+    partly, fixed = [], []
+    for key, values in distinct.items():
+        if key in varying or not values:
+            continue
+        if len(values) == 1 and not (shown[key] == "—").any():
+            fixed.append((key, values[0]))
+            continue
+        partly += [(key, v, _where(shown, shown[key] == v, varying)) for v in values]
+    return ConfigSummary(tuple((k, distinct[k]) for k in varying), tuple(partly), tuple(fixed))
 
 
-def _where(shown: dict[str, pd.Series], key: str, varying: Sequence[str]) -> str:
-    """Where ``key`` is set, in terms of a varying key whose values tell the trials that set it apart
+def chosen_keys(axes: Sequence[dict[str, Any]]) -> set[str]:
+    """The config keys the sweep's trials were given by its grid or cases (``Trial.axes``, whose
+    mapping values replace a sub-tree: ``{"predictor": {"name": "mlp"}}`` chose ``predictor.name``)."""
+    out: set[str] = set()
+
+    def walk(key: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(f"{key}.{k}", v)
+        else:
+            out.add(key)
+
+    for ax in axes:
+        for k, v in ax.items():
+            walk(k, v)
+    return out
+
+
+def _follows(key: pd.Series, other: pd.Series) -> bool:
+    """Whether ``key``'s value is a function of ``other``'s and not the other way round: a default that
+    changes with the variant ``other`` picks (predictor.bias with predictor.name)."""
+    one_way = key.groupby(other).nunique().max() == 1
+    back = other.groupby(key).nunique().max() == 1
+    return bool(one_way and not back)
+
+
+def _where(shown: dict[str, pd.Series], is_set: pd.Series, varying: Sequence[str]) -> str:
+    """Where ``is_set`` holds, in terms of a varying key whose values tell those trials apart
     (``predictor.name=directpred``), else as a count of trials."""
-    is_set = shown[key] != "—"
     for other in varying:
         inside, outside = set(shown[other][is_set]), set(shown[other][~is_set])
         if not inside & outside:
@@ -201,40 +224,61 @@ def _number(v: Any, scale: float, fmt: str) -> str:
     return format(float(v) * scale, fmt) if finite(v) else "—"
 
 
-def _wall(seconds: Any) -> str:
-    if not finite(seconds):
-        return "—"
-    return f"{float(seconds):.1f} s" if seconds < 60 else str(dt.timedelta(seconds=round(float(seconds))))
+def durations(*columns: Sequence[Any]) -> list[list[str]]:
+    """Seconds as text in ONE format for all of ``columns`` (so they read down and across alike):
+    ``12.3 s`` while every value is under a minute, else ``h:mm:ss``; ``—`` where there is none."""
+    values = [float(v) for col in columns for v in col if finite(v)]
+    short = not values or max(values) < 60
+
+    def text(v: Any) -> str:
+        if not finite(v):
+            return "—"
+        return f"{float(v):.1f} s" if short else str(dt.timedelta(seconds=round(float(v))))
+
+    return [[text(v) for v in col] for col in columns]
 
 
 def _status(row: pd.Series) -> str:
     if not bool(row.get("is_final")):
         return "unfinished"
+    if row.get("status") == COLLAPSED_STOPPED:
+        return "stopped at collapse"
     collapsed = row.get("collapsed") in (True, 1) and row.get("status") == "ok"
     return str(row.get("status")) + (" (collapsed)" if collapsed else "")
 
 
 def trial_grid(df: pd.DataFrame, keys: Sequence[str], metric: str, scale: float) -> Grid:
     """One row per trial (``df``'s order): its id, the values of ``keys``, its final metrics (the table's
-    ``metric`` first, scaled by ``scale``), status, epochs done and wall time."""
+    ``metric`` first, scaled by ``scale``), status, epochs done and wall and device time; the metrics,
+    epochs and times are the grid's right-aligned number columns."""
     trials = last_rows(df)
     extra = [] if any(metric == m for m, *_ in TRIAL_METRICS) else [(metric, metric, scale, ".4g")]
     metrics = [m for m in (*extra, *TRIAL_METRICS) if m[0] in trials.columns and trials[m[0]].notna().any()]
     header = ("trial", *keys, *(h for _, h, _, _ in metrics), "status", "epochs", "wall time", "device time")
-    rows = []
-    for _, r in trials.iterrows():
-        rows.append(
-            (
-                str(r["trial_id"])[:8],
-                *(show(r.get(k)) for k in keys),
-                *(_number(r.get(m), s, f) for m, _, s, f in metrics),
-                _status(r),
-                show(r.get(EPOCH)),
-                _wall(r.get("wall_s")),
-                _wall(r.get("device_s")),
-            )
+    times = [trials[c] if c in trials.columns else [None] * len(trials) for c in ("wall_s", "device_s")]
+    wall, device = durations(*times)
+    rows = [
+        (
+            str(r["trial_id"])[:8],
+            *(show(r.get(k)) for k in keys),
+            *(_number(r.get(m), s, f) for m, _, s, f in metrics),
+            _status(r),
+            show(r.get(EPOCH)),
+            wall[i],
+            device[i],
         )
-    return Grid(header, tuple(rows))
+        for i, (_, r) in enumerate(trials.iterrows())
+    ]
+    first = 1 + len(keys)
+    numbers = [1 + i for i, _ in enumerate(keys) if all(_is_number(r[1 + i]) for r in rows)]  # e.g. ema.tau
+    right = (*numbers, *range(first, first + len(metrics)), first + len(metrics) + 1, len(header) - 2, len(header) - 1)
+    return Grid(header, tuple(rows), right)
+
+
+def _is_number(text: str) -> bool:
+    """Whether a shown value is a number (or — for none): such a column is right-aligned."""
+    value = parse_value(text)
+    return text == "—" or (isinstance(value, (int, float)) and not isinstance(value, bool))
 
 
 # ---------------------------------------------------------------- notes beside the figures

@@ -9,7 +9,7 @@ left out is said in :attr:`Source.notes`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,14 @@ class Source:
     sweep: Sweep | None = None
     folder: SweepDir | None = None
     notes: tuple[str, ...] = ()
+    held: Holdings | None = field(default=None, repr=False)
+
+    def shared_notes(self) -> tuple[str, ...]:
+        """:attr:`notes` for a page that is read elsewhere (``ablate report``): the folder named by its
+        name, not by where it is on this machine."""
+        if self.held is None or self.folder is None:
+            return self.notes
+        return tuple(self.held.notes(f"results folder {self.folder.name}"))
 
     def require_rows(self, source: Any) -> pd.DataFrame:
         """The rows; none is a mistake for a command that shows results (there is nothing to show)."""
@@ -54,7 +62,7 @@ def sweep_source(source: Any, storage: Any = None) -> Source:
     """The rows of a source that must name a sweep (a sweep file, a results folder, a Sweep)."""
     sweep, folder = locate(source, storage)
     held = sweep_holdings(sweep, folder)
-    return Source(held.rows, sweep, folder, tuple(held.notes(folder.display())))
+    return Source(held.rows, sweep, folder, tuple(held.notes(folder.display())), held)
 
 
 def read_source(source: Any, sweep: Any = None, storage: Any = None) -> Source:

@@ -21,7 +21,8 @@ from typing import Any
 
 import pandas as pd
 
-from ablate.analysis.cells import axis_label, check_labels, check_one_config
+from ablate.analysis.cells import axis_label, check_labels, check_one_config, fill_caption, schema_columns
+from ablate.analysis.metrics import check_measure
 from ablate.analysis.paper import PaperCell, PaperRef, canon, value_rank
 from ablate.analysis.protocols import PROTOCOLS, trial_value_row
 from ablate.config.tree import flatten, to_dict
@@ -31,6 +32,7 @@ from ablate.sweep.table_block import TableSpec
 from ablate.sweep.validated import Sweep
 
 EPOCH = "epoch"  # the one table axis that is a results column, not a config key (Table 8)
+ENDED_AT = "_ended_at"  # a trial that ended before a shown epoch counts there; this keeps the epoch it ended at
 
 
 # ---------------------------------------------------------------- the table
@@ -107,7 +109,9 @@ class Table:
 
 
 def _metric_name(spec: TableSpec) -> str:
-    return f"{spec.metric} / {spec.top5}" if spec.top5 else spec.metric
+    """The metric as the table names it: its ``labels`` entry (a bare key), else the column name."""
+    name = lambda m: str(spec.labels.get(m, m))  # noqa: E731
+    return f"{name(spec.metric)} / {name(spec.top5)}" if spec.top5 else name(spec.metric)
 
 
 def _records(df: pd.DataFrame, spec: TableSpec) -> list[dict[str, Any]]:
@@ -121,6 +125,9 @@ def _records(df: pd.DataFrame, spec: TableSpec) -> list[dict[str, Any]]:
                 f"table: {k!r} is not a column of the results; use a dotted config key "
                 f"(e.g. predictor.rho) or a metric column (e.g. probe_top1_best)"
             )
+    for k, flag in ((spec.metric, "table.metric"), (spec.top5, "table.top5")):
+        if k:
+            check_measure(df, k, flag)  # a config value averaged over seeds is no result
     out: list[dict[str, Any]] = []
     by_epoch = EPOCH in (*spec.rows, *spec.cols)
     targets = list(spec.epochs) or sorted(int(e) for e in df.loc[df.status == "ok", "epoch"].dropna().unique())
@@ -137,7 +144,7 @@ def _records(df: pd.DataFrame, spec: TableSpec) -> list[dict[str, Any]]:
             if len(at):
                 out.append(at.iloc[-1].to_dict())
             elif last is not None and last["status"] != "ok" and (pd.isna(last["epoch"]) or last["epoch"] <= t):
-                out.append({**last, EPOCH: t})
+                out.append({**last, EPOCH: t, ENDED_AT: last["epoch"]})  # counts at t as it ended
     return out
 
 
@@ -191,7 +198,8 @@ def build_table(
         cells[rc] = dataclasses.replace(cell, paper=paper.find(tables, rs + planned)) if paper else cell
     seeds = sorted({int(r["seed"]) for r in [*recs, *exp] if finite(r.get("seed"))})
     name = sweep or next((str(r["sweep"]) for r in recs if isinstance(r.get("sweep"), str) and r["sweep"]), "results")
-    caption = _caption(spec, name, seeds, by_epoch)
+    known = {*df.columns, *(k for c in exp for k in c), *schema_columns()}
+    caption = _caption(fill_caption(spec.caption, [*recs, *exp], known), spec, name, seeds, by_epoch)
     return Table(spec, row_values, col_values, cells, caption, name, tuple(seeds), paper is not None)
 
 
@@ -213,7 +221,7 @@ def _cell(rc: tuple, rows: list[dict], spec: TableSpec, expected: int | None) ->
     vals = [float(r[spec.metric]) * spec.scale for r in ok]
     top5 = [float(r[spec.top5]) * spec.scale for r in ok if spec.top5 and finite(r.get(spec.top5))]
     flags = {s for s in ("diverged", "failed") if any(r.get("status") == s for r in rows)}
-    stopped = tuple(sorted(int(r["epoch"]) for r in rows if r.get("status") == COLLAPSED_STOPPED))
+    stopped = tuple(sorted(int(r.get(ENDED_AT, r["epoch"])) for r in rows if r.get("status") == COLLAPSED_STOPPED))
     if stopped:
         flags.add("stopped")
     if any(r.get("collapsed") is True or r.get("collapsed") == 1 for r in ok):
@@ -238,8 +246,9 @@ def _cell(rc: tuple, rows: list[dict], spec: TableSpec, expected: int | None) ->
     )
 
 
-def _caption(spec: TableSpec, sweep: str, seeds: list[int], by_epoch: bool) -> str:
-    title = f"{spec.caption} ({sweep})" if spec.caption else sweep
+def _caption(text: str, spec: TableSpec, sweep: str, seeds: list[int], by_epoch: bool) -> str:
+    """The sweep file's caption ``text`` (its fields filled), the sweep's name, then what the cells hold."""
+    title = f"{text} ({sweep})" if text else sweep
     protocol = PROTOCOLS.get(spec.metric, spec.metric)
     scale = f" x{spec.scale:g}" if spec.scale != 1 else ""
     what = f"{_metric_name(spec)}{scale}" + (f", {protocol}" if spec.metric in PROTOCOLS else "")

@@ -108,6 +108,18 @@ class ConfigView(Mapping[str, type]):
         return len(self.registry)
 
 
+@contextmanager
+def isolated() -> Iterator[None]:
+    """Undo every registration made inside the block when it ends (a test that loads plugins, a tool that
+    reads several sweeps' plugins in one process and must not let one sweep's names leak into the next)."""
+    saved = [(r, dict(r._records), dict(r._origins)) for r in (PREDICTORS, DATASETS, KINDS)]
+    try:
+        yield
+    finally:
+        for registry, records, origins in saved:
+            registry._records, registry._origins = records, origins
+
+
 PREDICTORS: Registry[Any] = Registry("predictor")
 DATASETS: Registry[Any] = Registry("dataset")
 KINDS: Registry[Any] = Registry("trial kind")

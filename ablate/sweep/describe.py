@@ -86,17 +86,20 @@ def describe(sweep: Sweep) -> str:
             f"table        rows {', '.join(t.rows) or '-'} x cols {', '.join(t.cols) or '-'}: {t.metric}"
             + (f" (paper {t.paper})" if t.paper else "")
         )
+    out += [_checkpoints(sweep), *_stopping(sweep)]
+    out.append(f"results      {sweep_location_text(sweep.name, sweep.storage)}/")
+    out += [f"note         {n}" for n in notes]
+    return "\n".join(out)
+
+
+def _checkpoints(sweep: Sweep) -> str:
     ck = sweep.checkpoint
-    out.append(
+    return (
         "checkpoints  "
         + (f"every {ck.every} epochs, keep {ck.keep}" if ck.every else "off")
         + f"; retries {sweep.max_failures}"
         + (f"; logging {', '.join(sweep.logging)}" if sweep.logging else "")
     )
-    out += _stopping(sweep)
-    out.append(f"results      {sweep_location_text(sweep.name, sweep.storage)}/")
-    out += [f"note         {n}" for n in notes]
-    return "\n".join(out)
 
 
 def _stopping(sweep: Sweep) -> list[str]:

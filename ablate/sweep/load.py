@@ -169,28 +169,8 @@ def _build(
         raise fail(src, "base.seed", fixed_key_problem("seed"))
     kind = get_kind(base.pop("kind", DEFAULT_KIND), src, "base.kind")
     spec: SweepFile = build(SweepFile, {**data, "base": base}, src)
-
-    metric = spec.metric if spec.metric.name else MetricSpec(*kind.default_metric)
-    search = spec.search
-    if search is not None:
-        space = {str(k): Distribution(dist, tuple(args)) for k, v in search.space.items() for dist, args in v.items()}
-        search = dataclasses.replace(
-            search, metric=search.metric or metric.name, mode=search.mode or metric.mode, space=space
-        )
-    checked = {f.name: getattr(spec, f.name) for f in dataclasses.fields(SweepFile)}
     sweep = Sweep(
-        **{
-            **checked,
-            "grid": tuple(GridAxis(str(k), tuple(v), lines.get(f"grid.{k}", 0)) for k, v in spec.grid.items()),
-            "cases": tuple(
-                Case(i, {str(k): v for k, v in c.items()}, lines.get(f"cases[{i}]", 0))
-                for i, c in enumerate(spec.cases)
-            ),
-            "resources": spec.resources.normalised(),
-            "metric": metric,
-            "search": search,
-            "plugins": plugins,
-        },
+        **{**_settled(spec, kind, lines), "plugins": plugins},
         path=file,
         text=text,
         lines=dict(lines),
@@ -201,6 +181,28 @@ def _build(
     built = _validate(sweep, kind, validate_paths)
     trials, notes = expand.expand_cells(sweep, built)
     return dataclasses.replace(sweep, trials=tuple(trials), notes=tuple(notes))
+
+
+def _settled(spec: SweepFile, kind: TrialKind, lines: Mapping[str, int]) -> dict[str, Any]:
+    """The file's settings in the form a :class:`Sweep` holds them: the grid and cases as axes with their
+    lines, resources normalised, the kind's default metric, the search's metric and space filled in."""
+    metric = spec.metric if spec.metric.name else MetricSpec(*kind.default_metric)
+    search = spec.search
+    if search is not None:
+        space = {str(k): Distribution(dist, tuple(args)) for k, v in search.space.items() for dist, args in v.items()}
+        search = dataclasses.replace(
+            search, metric=search.metric or metric.name, mode=search.mode or metric.mode, space=space
+        )
+    return {
+        **{f.name: getattr(spec, f.name) for f in dataclasses.fields(SweepFile)},
+        "grid": tuple(GridAxis(str(k), tuple(v), lines.get(f"grid.{k}", 0)) for k, v in spec.grid.items()),
+        "cases": tuple(
+            Case(i, {str(k): v for k, v in c.items()}, lines.get(f"cases[{i}]", 0)) for i, c in enumerate(spec.cases)
+        ),
+        "resources": spec.resources.normalised(),
+        "metric": metric,
+        "search": search,
+    }
 
 
 def _plugins(entries: list[Any], file: str, src: Source, kept: Path | None) -> tuple[Plugin, ...]:

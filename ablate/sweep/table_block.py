@@ -24,7 +24,10 @@ class TableSpec:
             "id of the paper table in results/paper/ (e.g. table6); several: 'table5,table3' (first match wins)"
         ),
     )
-    caption: str = field(default="", metadata=doc("caption text"))
+    caption: str = field(
+        default="",
+        metadata=doc("caption text; {key} shows the values of a config key or column the cells hold: {train.epochs}"),
+    )
     labels: dict = field(
         default_factory=dict,
         metadata=doc("display names: {'ema.tau=0.0': 'no EMA', 'ema.tau': 'EMA'}; 'k1=v1;k2=v2' labels a combination"),

@@ -179,3 +179,72 @@ def test_real_trial_weights_export(tmp_path):
         assert torch.equal(trunk(x), ref.eval()(x))
     meta = json.loads(out.with_suffix(".json").read_text())
     assert meta["metrics"]["probe_top1_best"] == pytest.approx(rows[-1]["probe_top1_best"])
+
+
+# ---------------------------------------------------------------- weights that are not the trial's
+def _damage(root: Path, tid: str, how: str) -> None:
+    """Replace a trial's trunk_final.pt the way a disk, a copy or a person can."""
+    path = SweepDir.at(root).weights(tid).local / "trunk_final.pt"
+    if how == "garbage":
+        path.write_bytes(b"\x00not a torch file")
+    elif how == "truncated":
+        path.write_bytes(path.read_bytes()[:100])
+    elif how == "foreign":  # another network's state_dict
+        torch.save({"encoder.weight": torch.zeros(4, 4)}, path)
+    elif how == "list":
+        torch.save([torch.zeros(2)], path)
+    elif how == "other width":  # a convnet of another width: every shape differs
+        torch.save(export_state_dict(build_trunk(ModelConfig(width=8), 1)), path)
+
+
+@pytest.mark.parametrize(
+    "how, said",
+    [
+        ("garbage", "not a readable torch file"),
+        ("truncated", "not a readable torch file"),
+        ("foreign", "holds no convolution weights"),
+        ("list", "holds a list, not a state_dict of a trunk"),
+        ("other width", "the weights do not fit the trial's convnet (width 64) trunk (Error(s) in loading"),
+    ],
+)
+def test_a_damaged_or_foreign_trunk_file_is_one_line_and_exit_2(tmp_path, capsys, how, said):
+    root = tmp_path / "r"
+    tid, _ = _fake_trial(root, {"trunk": "convnet", "width": 64}, 1, seed=0, probe=0.5)
+    _damage(root, tid, how)
+    with pytest.raises(UserError) as err:
+        write_trunk(root, trial_id=tid, to=tmp_path / "x.pt")
+    msg = str(err.value)
+    assert said in msg and "trunk_final.pt" in msg and "\n" not in msg
+    assert msg.endswith(
+        f"damaged or replaced; write it anew by running the sweep again from the start: ablate run {root} --restart"
+    )
+    assert not (tmp_path / "x.pt").exists()
+    assert main(["export", str(root), "--trial", tid, "--to", str(tmp_path / "x.pt")]) == 2
+    out, errtext = capsys.readouterr()
+    assert said in errtext and "Traceback" not in errtext and len(errtext.strip().splitlines()) == 1
+
+
+def test_load_exported_refuses_a_changed_damaged_or_foreign_export(resnet_results, tmp_path):
+    root, (tid, _), _ = resnet_results
+    out = write_trunk(root, trial_id=tid, to=tmp_path / "t.pt")
+    side = out.with_suffix(".json")
+    good, meta = out.read_bytes(), side.read_text()
+    fix = "export the trial again: ablate export RESULTS --trial ID --to t.pt"
+    torch.save({k: v + 1 if v.is_floating_point() else v for k, v in torch.load(out).items()}, out)  # fine-tuned
+    with pytest.raises(UserError, match=r"t.pt: not the file its sidecar t.json describes \(its sha256 differs\)"):
+        read_trunk(out)
+    out.write_bytes(b"junk")
+    side.write_text(meta.replace(json.loads(meta)["sha256"], __import__("hashlib").sha256(b"junk").hexdigest()))
+    with pytest.raises(UserError, match=rf"t.pt: not a readable torch file \(.*\); {fix}$"):
+        read_trunk(out)
+    out.write_bytes(good)
+    side.write_text("{not json")
+    with pytest.raises(UserError, match=r"t.json: not the sidecar of an ablate-trunk/1 export"):
+        read_trunk(out)
+    side.write_text(json.dumps({"format": "something else"}))
+    with pytest.raises(UserError, match=r"t.json: not the sidecar"):
+        read_trunk(out)
+    side.write_text(meta)
+    assert read_trunk(out).feature_dim == 512  # the export as written still loads
+    with pytest.raises(UserError, match=r"nothing.pt: no such file"):
+        read_trunk(tmp_path / "nothing.pt")

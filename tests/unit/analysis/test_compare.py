@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+import ablate
 from ablate.analysis.compare import compare, compare_by, compare_two_arms, final_values, select, welch
 from ablate.errors import UserError
 
@@ -74,12 +75,12 @@ def test_confidence_widens_interval():
     assert r99.ci_low < r90.ci_low and r99.ci_high > r90.ci_high
 
 
-def _results(values: dict[str, list[float]]) -> pd.DataFrame:
-    """A results frame: per arm and seed two rows (epoch 1 not final, epoch 2 final)."""
+def _results(values: dict[str, list[float]], tau: float = 0.996) -> pd.DataFrame:
+    """A results frame: per arm and seed two rows (epoch 1 not final, epoch 2 final), EMA rate ``tau``."""
     rows = []
     for name, vals in values.items():
         for seed, v in enumerate(vals):
-            tid = f"{name}-{seed}"
+            tid = f"{name}-{seed}-{tau}"
             rows.append(
                 {
                     "trial_id": tid,
@@ -88,7 +89,7 @@ def _results(values: dict[str, list[float]]) -> pd.DataFrame:
                     "is_final": False,
                     "status": "ok",
                     "predictor.name": name,
-                    "ema.tau": 0.996,
+                    "ema.tau": tau,
                     "probe_top1_best": 0.0,
                 }
             )
@@ -100,7 +101,7 @@ def _results(values: dict[str, list[float]]) -> pd.DataFrame:
                     "is_final": True,
                     "status": "ok",
                     "predictor.name": name,
-                    "ema.tau": 0.996,
+                    "ema.tau": tau,
                     "probe_top1_best": v,
                 }
             )
@@ -168,3 +169,99 @@ def test_cmd_compare(tmp_path, capsys):
     assert [ln.split("]")[0] for ln in lines] == ["[predictor.name=directpred", "[predictor.name=linear"]
     assert run(str(tmp_path / "one")) == 2
     assert "two arms of one folder" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- a side is the seeds of one config
+def _two_taus() -> pd.DataFrame:
+    """The smoke sweep's shape: each predictor with BYOL's EMA (0.996) and without (0), 2 seeds each."""
+    return pd.concat([_results({"directpred": A, "linear": B}), _results({"directpred": B, "linear": A}, tau=0.0)])
+
+
+def test_an_arm_that_pools_configs_is_refused_naming_what_varies_and_the_where_that_fixes_it():
+    df = _two_taus()
+    arms = {"predictor.name": "directpred"}, {"predictor.name": "linear"}
+    with pytest.raises(UserError) as err:
+        compare_two_arms(df, *arms)
+    assert str(err.value) == (
+        "compare: predictor.name=directpred pools trials of different configs, not the seeds of one: "
+        "ema.tau varies (0, 0.996); keep one with --where ema.tau=0 (it applies to both sides)"
+    )
+    r = compare_two_arms(select(df, {"ema.tau": 0.996}), *arms)  # the fix the message names
+    assert (r.n_a, r.n_b) == (5, 5) and r.diff == pytest.approx(np.mean(A) - np.mean(B))
+    assert ablate.compare_arms(df, *arms, where={"ema.tau": 0}).diff == pytest.approx(np.mean(B) - np.mean(A))
+
+
+def test_two_sweeps_and_their_cells_must_each_hold_one_config():
+    df = _two_taus()
+    with pytest.raises(
+        UserError,
+        match=r"^compare: A pools trials of different configs, not the seeds of one: "
+        r"ema.tau varies \(0, 0.996\); predictor.name varies \(directpred, linear\); keep one with "
+        r"--where ema.tau=0 --where predictor.name=directpred, or compare cell by cell with "
+        r"--by ema.tau,predictor.name$",
+    ):
+        compare(df, df)
+    with pytest.raises(
+        UserError,
+        match=r"^compare: A \[predictor.name=directpred\] pools .*: ema.tau varies "
+        r"\(0, 0.996\); add ema.tau to --by, or keep one with --where ema.tau=0$",
+    ):
+        compare_by(df, df, ["predictor.name"])
+    cells = compare_by(df, df, ["predictor.name", "ema.tau"])
+    assert len(cells) == 4 and np.allclose(cells["diff"], 0.0)
+
+
+def test_cmd_compare_refuses_pooled_arms_a_bad_scale_and_a_config_column_in_one_line(tmp_path, capsys):
+    from ablate.cli import main
+
+    (tmp_path / "r").mkdir()
+    _two_taus().to_parquet(tmp_path / "r" / "t.parquet")
+    arms = ["--a", "predictor.name=directpred", "--b", "predictor.name=linear"]
+    run = lambda *argv: main(["compare", str(tmp_path / "r"), *arms, *argv])  # noqa: E731
+    for argv, said in [
+        ((), "ema.tau varies (0, 0.996); keep one with --where ema.tau=0"),
+        (("--where", "ema.tau=0", "--scale", "nan"), "compare --scale nan: the display factor must be a positive"),
+        (("--where", "ema.tau=0", "--scale", "0"), "compare --scale 0: the display factor must be a positive"),
+        (("--where", "ema.tau=0", "--scale", "-100"), "compare --scale -100:"),
+        (("--where", "ema.tau=0", "--metric", "ema.tau"), "compare --metric ema.tau: a config key, not a measure"),
+        (("--where", "ema.tau=0", "--metric", "seed"), "compare --metric seed: a config key, not a measure"),
+        (("--where", "ema.tau=0", "--metric", "epoch"), "compare --metric epoch: an identity column, not a measure"),
+    ]:
+        assert run(*argv) == 2, argv
+        out, err = capsys.readouterr()
+        assert out == "" and said in err and len(err.strip().splitlines()) == 1, (argv, err)
+    assert run("--where", "ema.tau=0", "--scale", "1") == 0
+    assert "probe_top1_best" in capsys.readouterr().out
+
+
+def test_compare_under_a_protocol_of_trials_without_probes_is_one_line(tmp_path, capsys):
+    """A theory sweep's trials (kind linear_dynamics) have no probe: --protocol has nothing to pick."""
+    from ablate.cli import main
+
+    rows = [
+        {
+            "trial_id": f"{p}{s}",
+            "kind": "linear_dynamics",
+            "seed": s,
+            "epoch": 1,
+            "is_final": True,
+            "status": "ok",
+            "predictor": p,
+            "stop_gradient": True,
+            "w_norm": w + 0.01 * s,
+        }
+        for p, w in (("linear", 2.0), ("none", 0.1))
+        for s in (0, 1)
+    ]
+    (tmp_path / "th").mkdir()
+    pd.DataFrame(rows).to_parquet(tmp_path / "th" / "t.parquet")
+    arms = ["--a", "predictor=linear", "--b", "predictor=none"]
+    assert main(["compare", str(tmp_path / "th"), *arms, "--protocol", "max"]) == 2
+    err = capsys.readouterr().err
+    assert (
+        "compare --protocol max: it picks a linear-probe number (probe_top1_best), which these linear_dynamics "
+        "trials do not have; leave --protocol out and give --metric (one of w_norm)" in err
+    )
+    assert len(err.strip().splitlines()) == 1
+    assert main(["compare", str(tmp_path / "th"), *arms, "--metric", "w_norm"]) == 0
+    assert "w_norm +1.90" in capsys.readouterr().out

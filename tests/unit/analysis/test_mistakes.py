@@ -13,10 +13,11 @@ import pytest
 
 import ablate
 from ablate.analysis.compare import compare_two_arms, select
-from ablate.analysis.export import select_trial, weights_file, write_trunk
+from ablate.analysis.export import select_trial, write_trunk
 from ablate.analysis.report import write_report
 from ablate.analysis.tables import build_table, expected_configs
 from ablate.analysis.views import TableView
+from ablate.analysis.weights import weights_file
 from ablate.config.tree import flatten, to_dict
 from ablate.errors import UserError
 from ablate.kinds.registry import SSL
@@ -40,13 +41,15 @@ def t3(tmp_path_factory):
 # ---------------------------------------------------------------- 1, 2: export
 def test_export_best_must_be_a_numeric_metric(t3):
     root, _, _ = t3
-    with pytest.raises(UserError, match=r"--best status: not a numeric metric; choose one of .*probe_top1_best"):
+    with pytest.raises(UserError, match=r"--best status: an identity column, not a measure .*; choose one of .*probe"):
         select_trial(root, best="status")  # a text column: pandas' float conversion failed
-    with pytest.raises(UserError, match=r"--best optim.lr: not a numeric metric; choose one of .*z_std"):
+    with pytest.raises(UserError, match=r"--best optim.lr: a config key, not a measure of a trial .*z_std"):
         select_trial(root, best="optim.lr")  # a config key is not a measure of a trial
-    with pytest.raises(UserError, match=r"--best collapsed: not a numeric metric"):
+    with pytest.raises(UserError, match=r"--best collapsed: not a numeric metric \(a flag"):
         select_trial(root, best="collapsed")
-    with pytest.raises(UserError, match=r"not a column of the results; did you mean 'z_std'\?; choose one of .*loss"):
+    with pytest.raises(
+        UserError, match=r"not a column of these results \(ssl trials\); did you mean 'z_std'\?; choose"
+    ):
         select_trial(root, best="z_sdt")
 
 
@@ -287,3 +290,12 @@ def test_export_head_classes_of_a_convnet_trial_is_one_line(tmp_path):
     with pytest.raises(UserError, match=r"--head-classes 10: trial \w+ has the convnet trunk"):
         write_trunk(folder, tid, to=tmp_path / "t.pt", head_classes=10)
     assert not (tmp_path / "t.pt").exists()
+
+
+# ---------------------------------------------------------------- 8: a table of a measure
+def test_a_table_or_export_of_a_config_key_or_identity_column_is_refused(t3):
+    _, df, _ = t3
+    with pytest.raises(UserError, match=r"^table.metric optim.lr: a config key, not a measure of a trial"):
+        ablate.table(df, rows=["predictor.name"], metric="optim.lr")
+    with pytest.raises(UserError, match=r"^table.top5 epoch: an identity column, not a measure of a trial"):
+        ablate.table(df, rows=["predictor.name"], top5="epoch")

@@ -84,3 +84,20 @@ def test_protocols_apply_to_probe_metrics_only():
     with pytest.raises(UserError, match="applies to probe metrics"):
         metric_under("z_std", "max")
     assert metric_under("z_std", None) == ("z_std", "final")
+
+
+def test_max_takes_the_probes_numbers_of_the_best_epoch_and_every_other_metric_of_the_final_one():
+    df = frame()
+    df["knn_top1"] = df["epoch"].map({5: 0.99, 10: 0.40})  # kNN peaks at 5 with the probe: max must not take it
+    df["probe_top5"] = df["probe_top1_best"] + 0.05
+    df["z_std"] = df["epoch"].map({5: 0.9, 10: 0.3})
+    t = ablate.table(df, rows=["predictor.name"], top5="knn_top1", protocol="max", scale=1.0, digits=4)
+    cell = t.cell("name=linear")
+    assert cell.mean == pytest.approx((0.80 + 0.90) / 2) and cell.top5 == pytest.approx(0.40)  # kNN: final epoch
+    rows = protocol_rows(df, "probe_top1_best", "max").set_index("trial_id")
+    assert rows.loc["a0", ["probe_top1_best", "probe_top1", "probe_top5"]].tolist() == pytest.approx([0.80, 0.78, 0.85])
+    assert rows.loc["a0", ["knn_top1", "z_std", "epoch"]].tolist() == pytest.approx([0.40, 0.3, 10])
+    with pytest.raises(UserError, match="applies to probe metrics"):
+        ablate.compare_arms(
+            df, {"predictor.name": "linear"}, {"predictor.name": "directpred"}, "knn_top1", protocol="max"
+        )

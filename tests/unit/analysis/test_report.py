@@ -45,7 +45,15 @@ def results(tmp_path_factory):
 def test_status_counts_and_provenance(results):
     root, _ = results
     df = pd.read_parquet(root)
-    assert status_counts(df) == {"trials": 5, "ok": 3, "collapsed": 0, "diverged": 1, "failed": 0, "unfinished": 1}
+    assert status_counts(df) == {
+        "trials": 5,
+        "ok": 3,
+        "collapsed": 0,
+        "diverged": 1,
+        "failed": 0,
+        "stopped": 0,
+        "unfinished": 1,
+    }
     prov = provenance_summary(df)
     assert prov["git commit"] == "0123456789abcdef0123456789abcdef01234567"
     assert prov["uncommitted changes"] == "no" and prov["device"] == "cpu (test)"
@@ -155,7 +163,7 @@ def test_report_says_why_directpred_is_aligned_by_construction_beside_the_eigen_
     assert "DirectPred's eigen-alignment is 1 by construction" in eigen
     assert "W_p = U diag(p) U^T" in eigen and "predictor.freq > 1" in eigen
     assert "DirectPred's eig-align is 1 by construction: see the note under the eigen figure" in text
-    assert "Set in some trials only" in text and "where predictor.name=directpred" in text  # rho, eps, freq ...
+    assert "A variant's own settings" in text and "where predictor.name=directpred" in text  # rho, eps, freq ...
     page = write_report(df, spec, tmp_path / "r.html", paper=False).read_text()
     assert page.count("1 by construction") == 2 and "<details open><summary>Each trial" in page
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from ablate.cli import main
-from ablate.config.registry import PREDICTORS
+from ablate.config.registry import PREDICTORS, isolated
 from ablate.errors import UserError
 from ablate.kinds.registry import KINDS, SSL
 from ablate.sweep.load import read_sweep
@@ -46,6 +46,13 @@ class LowRank(Predictor):
     def forward(self, z):
         return self.u(self.v(z))
 """
+
+
+@pytest.fixture(autouse=True)
+def own_registries():
+    """What a test's plugins register is gone after it: other tests see the built-ins only."""
+    with isolated():
+        yield
 
 
 def plugin(tmp_path: Path, name: str, text: str = PREDICTOR, file: str | None = None) -> Path:

@@ -590,6 +590,7 @@ def submit(
     from ablate.cluster.slurm import submit_sweep
     from ablate.config.tree import parse_set
     from ablate.results.layout import DEFAULT_STORAGE, SweepDir
+    from ablate.results.remote import check_uri
     from ablate.sweep.load import read_sweep, results_folder
 
     folder = results_folder(source)
@@ -599,7 +600,9 @@ def submit(
         where, store = str(folder), str(folder.loc.parent)
     else:
         where, store = str(Path(sweep.path).resolve()), storage or sweep.storage or DEFAULT_STORAGE
-    if not dry_run and "://" not in store:  # the script and SLURM's logs go to <storage>/_<sweep>/slurm
+    if "://" in str(store):  # its text, here: a URI the job could never open fails now, not after the queue
+        check_uri(str(store))
+    elif not dry_run:  # the script and SLURM's logs go to <storage>/_<sweep>/slurm
         _storage_writable(SweepDir.of(sweep.name, store).loc, "--storage" if storage else "storage")
     return submit_sweep(
         sweep,

@@ -7,9 +7,11 @@ takes a best-effort lock object (:class:`ObjectLock`).
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import fcntl
 import os
 import socket
+import stat
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,21 +20,31 @@ from ablate.errors import UserError
 from ablate.results.layout import SweepDir
 from ablate.results.location import Location
 
+# Opened without following a link (O_NOFOLLOW: a link there is refused, its target never truncated)
+# and without waiting (O_NONBLOCK: a FIFO there would block the open).
+OPEN_FLAGS = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+
 
 @dataclass
 class RunLock:
     """An exclusive flock on ``_<sweep>/lock``: a second ``ablate run`` of the same sweep refuses to start.
 
     flock works on local paths and on shared POSIX filesystems that support it (NFSv4, Lustre, GPFS,
-    BeeGFS); remote URIs use :class:`ObjectLock` instead."""
+    BeeGFS); remote URIs use :class:`ObjectLock` instead. The lock file is ablate's own: a link, a
+    folder or any other kind of file at its path, or a file with other names (hard links), which
+    taking the lock would truncate, is refused with one line."""
 
     path: Path
     _fd: int | None = None
 
     def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | OPEN_FLAGS, 0o644)
+        except OSError as e:
+            raise _unusable(self.path, e) from None
+        try:
+            _check_own(self.path, os.fstat(fd))
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "unknown"
@@ -41,6 +53,9 @@ class RunLock:
                 f"{self.path.parent}: another `ablate run` of this sweep is running ({holder}); "
                 "wait for it to finish or stop it, then run again"
             ) from None
+        except BaseException:
+            os.close(fd)
+            raise
         os.ftruncate(fd, 0)
         os.pwrite(fd, _holder().encode(), 0)
         self._fd = fd
@@ -54,6 +69,36 @@ class RunLock:
 
 def _holder() -> str:
     return f"pid {os.getpid()} on {socket.gethostname()} since {dt.datetime.now().isoformat(timespec='seconds')}"
+
+
+def _check_own(path: Path, st: os.stat_result) -> None:
+    """Refuse a lock path that is not a file of ablate's alone (see :class:`RunLock`)."""
+    if not stat.S_ISREG(st.st_mode):
+        raise UserError(
+            f"{path}: is not a regular file (a FIFO, socket or device?), where the run lock goes; "
+            "move it away and run again"
+        )
+    if st.st_nlink > 1:
+        raise UserError(
+            f"{path}: has {st.st_nlink - 1} other name(s) (hard links), which taking the run lock would "
+            f"truncate; remove this name (rm {path}) and run again"
+        )
+
+
+def _unusable(path: Path, e: OSError) -> UserError:
+    """The one line for a lock file that cannot be opened."""
+    if e.errno == errno.ELOOP:
+        return UserError(
+            f"{path}: is a symbolic link, where the run lock goes (a file ablate truncates, so it never follows "
+            f"a link); remove the link (rm {path}) and run again"
+        )
+    if e.errno == errno.EISDIR:
+        return UserError(f"{path}: is a folder, where the run lock file goes; move it away and run again")
+    if e.errno in (errno.EEXIST, errno.ENOTDIR):
+        return UserError(
+            f"{path.parent}: is not a folder, where the sweep's companion folder goes; move it away and run again"
+        )
+    return UserError(f"{path}: cannot open the run lock ({e.strerror}); make it and its folder writable by you")
 
 
 @dataclass
@@ -110,10 +155,12 @@ def lock_holder(folder: SweepDir) -> str | None:
         except OSError:
             return None
     try:
-        fd = os.open(lock.local, os.O_RDONLY)
+        fd = os.open(lock.local, os.O_RDONLY | OPEN_FLAGS)
     except OSError:
         return None
     try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:

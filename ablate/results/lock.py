@@ -1,7 +1,8 @@
 """The run lock: a second ``ablate run`` of a sweep that is already running refuses to start.
 
-A local (or shared POSIX) folder takes an ``flock`` on ``_<sweep>/lock``; a URI, where there is no flock,
-takes a best-effort lock object (:class:`ObjectLock`).
+A local (or shared POSIX) folder takes an ``flock`` on the file ``_<sweep>/lock`` (:class:`RunLock`),
+which the kernel releases however the run ends; a URI, where there is no flock, takes a lock object
+with a heartbeat (:class:`ablate.results.objectlock.ObjectLock`).
 """
 
 from __future__ import annotations
@@ -12,13 +13,14 @@ import fcntl
 import os
 import socket
 import stat
-import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from ablate.errors import UserError
 from ablate.results.layout import SweepDir
-from ablate.results.location import Location
+from ablate.results.objectlock import ObjectLock, object_holder
 
 # Opened without following a link (O_NOFOLLOW: a link there is refused, its target never truncated)
 # and without waiting (O_NONBLOCK: a FIFO there would block the open).
@@ -37,7 +39,9 @@ class RunLock:
     path: Path
     _fd: int | None = None
 
-    def acquire(self) -> None:
+    def acquire(self) -> str | None:
+        """Hold the lock, or refuse (UserError); nothing to say when held (the kernel frees a dead
+        run's flock, so there is never a stale one to take over)."""
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | OPEN_FLAGS, 0o644)
@@ -59,6 +63,10 @@ class RunLock:
         os.ftruncate(fd, 0)
         os.pwrite(fd, _holder().encode(), 0)
         self._fd = fd
+        return None
+
+    def watch(self, callback: Callable[[UserError], None]) -> None:
+        """Nothing to watch: an flock is held until it is released or the process ends."""
 
     def release(self) -> None:
         if self._fd is not None:
@@ -101,59 +109,20 @@ def _unusable(path: Path, e: OSError) -> UserError:
     return UserError(f"{path}: cannot open the run lock ({e.strerror}); make it and its folder writable by you")
 
 
-@dataclass
-class ObjectLock:
-    """The run lock on a remote URI: a ``_<sweep>/lock`` object created if absent, deleted on release.
-
-    Object stores have no flock, and pyarrow exposes no conditional (create-only) write, so this is
-    a best-effort lock: two runs started within the same second may both get it (the second write
-    wins; each re-reads the object and only the winner goes on, which narrows but does not close
-    the window). A run killed without cleanup (SIGKILL, a lost node) leaves ``_<sweep>/lock`` behind; the
-    refusal message says how to remove it."""
-
-    loc: Location
-    _token: str | None = None
-
-    def acquire(self) -> None:
-        if self.loc.exists():
-            holder = self.loc.read_bytes().decode(errors="replace").split("\n")[0]
-            raise UserError(
-                f"{self.loc}: another `ablate run` of this sweep is running ({holder}); wait for it, "
-                f"or if no run is active (it was killed), delete {self.loc} and run again"
-            )
-        token = f"{_holder()}\n{uuid.uuid4().hex}"
-        self.loc.write_text(token)
-        if self.loc.read_bytes().decode(errors="replace") != token:  # lost a race with another run
-            raise UserError(f"{self.loc}: another `ablate run` of this sweep started at the same time; run again later")
-        self._token = token
-
-    def release(self) -> None:
-        if self._token is not None:
-            try:
-                if self.loc.read_bytes().decode(errors="replace") == self._token:
-                    self.loc.delete()
-            except OSError:
-                pass
-            self._token = None
-
-
-def run_lock(sweep_dir: SweepDir) -> RunLock | ObjectLock:
-    """The lock of a sweep's results folder: flock where it is local, else the ``_<sweep>/lock`` object."""
+def run_lock(sweep_dir: SweepDir, stream: IO[str] | None = None) -> RunLock | ObjectLock:
+    """The lock of a sweep's results folder: flock where it is local, else the lock objects of
+    ``_<sweep>/`` (a dead run's lock taken over is said on ``stream``)."""
     lock = sweep_dir.lock_file
-    return RunLock(lock.local) if lock.local is not None else ObjectLock(lock)
+    return RunLock(lock.local) if lock.local is not None else ObjectLock(sweep_dir.companion, stream=stream)
 
 
 def lock_holder(folder: SweepDir) -> str | None:
-    """What the run holding ``folder``'s lock wrote in it (``pid N on HOST since ...``), else None.
-    The lock is probed, never kept: a shared non-blocking ``flock`` fails while the run holds its
-    exclusive one (and is released at once when it succeeds); on an object store the
-    ``_<sweep>/lock`` object is the lock."""
+    """Who holds ``folder``'s lock (``pid N on HOST since ...``), else None. The lock is probed, never
+    kept: a shared non-blocking ``flock`` fails while the run holds its exclusive one (and is
+    released at once when it succeeds); on an object store, a lock object with a live heartbeat."""
     lock = folder.lock_file
     if lock.local is None:
-        try:
-            return lock.read_bytes().decode(errors="replace")
-        except OSError:
-            return None
+        return object_holder(folder.companion)
     try:
         fd = os.open(lock.local, os.O_RDONLY | OPEN_FLAGS)
     except OSError:

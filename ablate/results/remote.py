@@ -176,7 +176,8 @@ def with_endpoint(text: str) -> str:
     if parts.scheme != "s3" or "endpoint_override" in query or not env:
         return text
     endpoint = urlsplit(url if "://" in url else f"https://{url}")
-    if not endpoint.netloc or endpoint.scheme not in ("http", "https"):
+    if not endpoint.netloc or endpoint.scheme not in ("http", "https") or endpoint.path.strip("/") or endpoint.query:
+        # a path or query after HOST:PORT would be dropped: endpoint_override takes the host and port only
         raise UserError(f"{env}={url!r}: not an endpoint URL; give one such as http://localhost:9000")
     extra = f"endpoint_override={endpoint.netloc}" + ("" if "scheme" in query else f"&scheme={endpoint.scheme}")
     return parts._replace(query=f"{parts.query}&{extra}" if parts.query else extra).geturl()

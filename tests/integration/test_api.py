@@ -161,6 +161,10 @@ WRONG = {  # a call with one wrong argument -> what the one line names: argument
         lambda: ablate.expand_sweep(3),
         "ablate.expand_sweep: sweep_or_path=3 (int); sweep_or_path takes a sweep file",
     ),
+    "storage empty": (
+        lambda: ablate.run(SMOKE, storage=""),
+        "ablate.run: storage='' (str); storage takes a path or a URI",
+    ),
     "path empty": (
         lambda: ablate.load_results(""),
         "ablate.load_results: source='' (str); source takes a results DataFrame",

@@ -112,7 +112,7 @@ def test_the_endpoint_variables_go_into_the_uri_and_the_query_wins(endpoint, mon
     assert str(own) == f"s3://bkt/r?endpoint_override={endpoint}&scheme=http"
 
 
-@pytest.mark.parametrize("value", ["ftp://host:21", "http://"])
+@pytest.mark.parametrize("value", ["ftp://host:21", "http://", "http://localhost:9000/minio"])
 def test_an_endpoint_variable_that_is_not_a_url_is_refused(value, monkeypatch):
     monkeypatch.setenv("AWS_ENDPOINT_URL", value)
     with pytest.raises(UserError, match=rf"AWS_ENDPOINT_URL='{value}': not an endpoint URL; give one such as"):

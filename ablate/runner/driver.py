@@ -58,14 +58,14 @@ def save_sweep(sweep: Sweep, folder: SweepDir) -> None:
 
 
 def _take_lock(folder: SweepDir, restart: bool, stream: IO[str]) -> tuple[RunLock | ObjectLock, SweepDir | None]:
-    """The run lock, taken before ``--restart`` moves anything (a running sweep's folder is never
-    moved); with ``restart``, the old folder moved to ``<name>.old-<time>`` (never deleted)."""
+    """The run lock, held while ``--restart`` moves the old folder to ``<name>.old-<time>`` (never
+    deleted; a run that starts meanwhile refuses), then taken again where the lock now goes."""
     lock = run_lock(folder, stream)
     lock.acquire()
     if not restart:
         return lock, None
-    lock.release()
     backup = move_aside(folder)
+    lock.release()
     lock = run_lock(folder, stream)
     lock.acquire()
     return lock, backup

@@ -24,6 +24,7 @@ and the :meth:`ObjectLock.watch` callback stops the run.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -108,21 +109,15 @@ class ObjectLock:
         over, else None."""
         self.companion.mkdir()  # filesystems other than object stores write only into existing folders
         self._since = dt.datetime.now().astimezone().isoformat(timespec="seconds")
-        others: list[Entry] = []
-        for attempt in range(TRIES):
-            self._put("asking")
-            _, others = entries(self.companion, self.mine.name)
-            live = [e for e in others if e.dead() is None]
-            if not live:
-                break
-            _delete(self.mine)
-            if attempt + 1 < TRIES and all(e.state == "asking" for e in live):
-                time.sleep(random.uniform(0, min(4.0, 0.25 * 2**attempt)))
-                continue
-            raise UserError(self._refusal(live[0]))
-        for e in others:  # every one left is a dead run's
-            _delete(e.loc)
-        self._put("held")
+        try:
+            others = self._contend()
+            for e in others:  # every one left is a dead run's
+                _delete(e.loc)
+            self._put("held")
+        except BaseException:  # a store that fails midway (or Ctrl-C): no asking object left to block others
+            with contextlib.suppress(OSError):
+                _delete(self.mine)
+            raise
         self._thread = threading.Thread(target=self._beat, name="ablate-lock-heartbeat", daemon=True)
         self._thread.start()
         if not others:
@@ -132,6 +127,22 @@ class ObjectLock:
         if self.stream is not None:
             print(said, file=self.stream)
         return said
+
+    def _contend(self) -> list[Entry]:
+        """Ask until no other live lock object is there (then: the dead runs' objects), or refuse."""
+        attempt = 0
+        while True:
+            self._put("asking")
+            _, others = entries(self.companion, self.mine.name)
+            live = [e for e in others if e.dead() is None]
+            if not live:
+                return others
+            _delete(self.mine)
+            attempt += 1
+            held = [e for e in live if e.state != "asking"]
+            if held or attempt == TRIES:
+                raise UserError(self._refusal((held or live)[0]))
+            time.sleep(random.uniform(0, min(4.0, 0.25 * 2**attempt)))
 
     def watch(self, callback: Callable[[UserError], None]) -> None:
         """Call ``callback`` with :attr:`lost` once the lock is lost (at once if it already is)."""

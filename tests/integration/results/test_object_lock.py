@@ -302,6 +302,24 @@ def test_runs_started_at_the_same_moment_exactly_one_holds(folder, runs):
             lock.release()
 
 
+def test_a_run_stopped_while_it_asks_for_the_lock_leaves_no_object_behind(server, folder, monkeypatch):
+    """Ctrl-C (or a store that fails) between writing its asking object and deciding: the object
+    goes, so the next run is not told that another one is starting."""
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    real = objectlock.entries
+    monkeypatch.setattr(objectlock, "entries", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_lock(folder).acquire()
+    assert lock_objects(server, folder) == []
+    monkeypatch.setattr(objectlock, "entries", real)
+    lock = run_lock(folder)
+    assert lock.acquire() is None
+    lock.release()
+
+
 def test_an_older_ablates_lock_object_is_understood(server, folder):
     """The one ``_<sweep>/lock`` object of ablate before heartbeats, never rewritten: live while it is
     young, a dead run's once older than the limit."""

@@ -39,6 +39,7 @@ from ablate.results.remote import (
     check_uri,
     first_line,
     reach_hint,
+    shown,
     store_error,
     with_endpoint,
 )
@@ -86,8 +87,8 @@ class Location:
         try:
             fs, path = pafs.FileSystem.from_uri(text)
         except OSError as e:  # the URI is fine; asking the store for the bucket's region failed
-            raise store_error(e, text) or StoreError(
-                f"storage {text}: cannot reach it ({first_line(e)}); {reach_hint(text)}"
+            raise store_error(e, shown(text)) or StoreError(
+                f"storage {shown(text)}: cannot reach it ({first_line(e)}); {reach_hint(text)}"
             ) from None
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError) as e:
             raise arrow_refusal(text, e) from None

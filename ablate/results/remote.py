@@ -63,36 +63,51 @@ class StoreError(UserError, OSError):
         self.denied = denied
 
 
+# A KEY:SECRET@ or KEY@ after the scheme (an AWS secret key may hold / and +), and option values
+# named like secrets: what a message never prints.
+CREDENTIALS_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)(?:[^@/:]*:[^@]*|[^@/]*)@")
+SECRET_OPTION_RE = re.compile(r"([?&][^=&#]*(?:key|secret|token|password|credential)[^=&#]*=)[^&#]*", re.I)
+
+
+def shown(text: str) -> str:
+    """``text`` as a message may print it: no key or secret from before an ``@``, no secret option's value."""
+    return SECRET_OPTION_RE.sub(r"\1***", CREDENTIALS_RE.sub(r"\1", text))
+
+
 def check_uri(text: str) -> None:
     """Refuse (UserError) a URI whose text names no folder, or another folder than it seems to:
-    no bucket, a port or credentials where the bucket goes, ``#``, ``//``, ``.`` or ``..`` in the
-    path, ``%`` in a bucket's path (see the module), a query option given twice or empty."""
+    credentials, no bucket or a port where the bucket goes, ``#``, ``//``, ``.`` or ``..`` in the
+    path, ``%`` or ``*`` in a bucket's path (see the module), a query option given twice or empty.
+    A message never prints a key or a secret (:func:`shown`)."""
+    safe = shown(text)
+    scheme = text.split("://", 1)[0].lower()
+    if scheme in BUCKET_SCHEMES and CREDENTIALS_RE.match(text):
+        raise UserError(
+            f"storage {safe.split('?', 1)[0]}: a key or a secret key in the URI (KEY:SECRET@) would be printed "
+            f"and stored with the results; {CREDENTIALS_FIX} instead"
+        )
     try:
         parts = urlsplit(text)
         parts.port  # noqa: B018 - urlsplit checks the port only when asked
     except ValueError as e:
-        raise UserError(f"storage {text!r}: not a URI ({e}); give one such as s3://bucket/prefix") from None
+        detail = f" ({e})" if safe == text else ""  # its words may quote a secret
+        raise UserError(f"storage {safe!r}: not a URI{detail}; give one such as s3://bucket/prefix") from None
     scheme = parts.scheme.lower()
     bucket = scheme in BUCKET_SCHEMES
     if "#" in text:
         fix = "name the folder without #" if bucket else "write %23 for a # in a name"
-        raise UserError(f"storage {text}: a # starts a URI fragment, which is dropped with all after it; {fix}")
-    _check_query(text, parts.query, scheme)
+        raise UserError(f"storage {safe}: a # starts a URI fragment, which is dropped with all after it; {fix}")
+    _check_query(safe, parts.query)
     if not bucket:
         return
-    netloc = parts.netloc.rsplit("@", 1)[-1]  # never the credentials, even in a message
+    netloc = parts.netloc
     where = f"{scheme}://{netloc}{parts.path}"
-    if parts.username is not None or parts.password is not None:
-        raise UserError(
-            f"storage {where}: a key or a secret key in the URI (KEY:SECRET@) would be printed and stored with the "
-            f"results; {CREDENTIALS_FIX} instead"
-        )
     if not netloc:
-        raise UserError(f"storage {text}: no bucket; give {scheme}://BUCKET/PREFIX")
+        raise UserError(f"storage {safe}: no bucket; give {scheme}://BUCKET/PREFIX")
     if ":" in netloc:
         fix = "?endpoint_override=HOST:PORT" if scheme == "s3" else "the store's own options"
         raise UserError(
-            f"storage {text}: a port after the bucket {netloc.split(':')[0]!r}; a server's port goes in {fix}"
+            f"storage {safe}: a port after the bucket {netloc.split(':')[0]!r}; a server's port goes in {fix}"
         )
     names = parts.path.strip("/").split("/") if parts.path.strip("/") else []
     if "//" in parts.path or any(n in (".", "..") for n in names):
@@ -130,7 +145,7 @@ def _percent_refusal(scheme: str, bucket: str, path: str) -> str:
     )
 
 
-def _check_query(text: str, query: str, scheme: str) -> None:
+def _check_query(text: str, query: str) -> None:
     seen: set[str] = set()
     for key, value in parse_qsl(query, keep_blank_values=True):
         if key in seen:
@@ -143,14 +158,16 @@ def _check_query(text: str, query: str, scheme: str) -> None:
 
 def arrow_refusal(text: str, e: Exception) -> UserError:
     """pyarrow's refusal of the URI ``text`` as one line naming what to change."""
-    msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+    msg = (str(e).splitlines()[0] if str(e) else type(e).__name__).replace(text, shown(text))
+    path, text = urlsplit(text).path, shown(text)
     if "Unexpected query parameter" in msg:
         name = msg.rsplit(":", 1)[-1].strip().strip("'")
         scheme = text.split("://", 1)[0]
         options = f"; {scheme}:// URIs take {', '.join(S3_OPTIONS)}" if scheme == "s3" else ""
+        if SECRET_OPTION_RE.search(f"?{name}="):
+            options += f"; credentials never go in the URI: {CREDENTIALS_FIX}"
         return UserError(f"storage {text}: {name} is not an option of the URI{options}")
     if "syntax error at character" in msg:
-        path = urlsplit(text).path
         odd = [c for c in path if c not in URI_SAFE and c != "%"]
         char = repr(odd[0]) if odd else msg.split("syntax error at character ", 1)[1].split(" (position", 1)[0]
         local = text.lower().startswith("file:")

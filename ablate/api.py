@@ -763,10 +763,12 @@ def submit(
         where, store = str(folder), str(folder.loc.parent)
     else:
         where, store = str(Path(sweep.path).resolve()), storage or sweep.storage or DEFAULT_STORAGE
-    if "://" in str(store):  # its text, here: a URI the job could never open fails now, not after the queue
-        check_uri(str(store))
-    elif not dry_run:  # the script and SLURM's logs go to <storage>/_<sweep>/slurm
-        _storage_writable(SweepDir.of(sweep.name, store).loc, "--storage" if storage else "storage")
+    if "://" in str(store) and not str(store).lower().startswith("file:"):
+        check_uri(str(store))  # its text, here (opening it asks the network): a URI the job could never open
+    else:  # a path (file:// too), parsed here: the script and SLURM's logs go to <storage>/_<sweep>/slurm
+        loc = SweepDir.of(sweep.name, store).loc
+        if not dry_run:
+            _storage_writable(loc, "--storage" if storage else "storage")
     return submit_sweep(
         sweep,
         where,

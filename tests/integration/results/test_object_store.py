@@ -258,5 +258,9 @@ def test_submit_refuses_a_uri_the_job_could_never_open_before_it_queues(tmp_path
     sweep = write_sweep(tmp_path, "queued", "seeds: [0]\n")
     assert main(["submit", str(sweep), "--storage", "s3://bkt//x", "--dry-run"]) == 2
     assert "an empty folder name (//) in the path" in one_error(capsys)
+    assert main(["submit", str(sweep), "--storage", "file:///tmp/a b", "--dry-run"]) == 2
+    assert "the character ' ' cannot be in a URI; give it as a plain path instead" in one_error(capsys)
+    assert main(["submit", str(sweep), "--storage", f"file://{tmp_path}/r", "--nodes", "2", "--dry-run"]) == 2
+    assert "--nodes 2 needs storage that every node sees" in one_error(capsys)  # /tmp, as a file:// URI
     assert main(["submit", str(sweep), "--storage", "s3://bkt/x?endpoint_override=h:1", "--dry-run"]) == 0
     assert "--storage 's3://bkt/x?endpoint_override=h:1'" in capsys.readouterr().out  # a good one goes on

@@ -1,4 +1,4 @@
-# long: every public function carries its runnable example (run as doctests by tests/integration/test_api.py)
+# long: each public function carries its runnable example (doctests: tests/integration/test_api.py); one arg table
 """The Python API: everything the CLI does, from a notebook, with objects back instead of prints.
 
 Re-exported as ``ablate.<name>``; every ``ablate`` command is a call of one of these, so a notebook
@@ -54,9 +54,13 @@ A whole study from a notebook, on the bundled digits data (this runs as a doctes
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
+import functools
+import inspect
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Literal
 
@@ -95,6 +99,144 @@ __all__ = [
 ]
 
 
+# ---------------------------------------------------------------- the arguments' families
+def _instance(value: Any, module: str, *names: str) -> bool:
+    """``value`` is an instance of ``module.<name>``: a module not imported yet has made none, so the
+    check costs no import."""
+    mod = sys.modules.get(module)
+    return mod is not None and any(isinstance(value, getattr(mod, n)) for n in names)
+
+
+def _is_path(v: Any) -> bool:
+    text = os.fspath(v) if isinstance(v, (str, os.PathLike)) else None
+    return isinstance(text, str) and text != "" and "\0" not in text
+
+
+def _is_sweep(v: Any) -> bool:
+    return _is_path(v) or _instance(v, "ablate.sweep.validated", "Sweep")
+
+
+def _is_source(v: Any) -> bool:
+    return (
+        _is_sweep(v)
+        or _instance(v, "pandas", "DataFrame")
+        or _instance(v, "ablate.results.layout", "SweepDir")
+        or _instance(v, "ablate.results.location", "Location")
+    )
+
+
+def _is_names(v: Any) -> bool:
+    return isinstance(v, (list, tuple)) and all(isinstance(x, str) and x for x in v)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+# family -> (the test, what it takes)
+FAMILIES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "path": (_is_path, "a path (a non-empty str or pathlib.Path)"),
+    "location": (_is_path, "a path or a URI such as s3://bucket/prefix (a non-empty str or pathlib.Path)"),
+    "sweep": (_is_sweep, "a sweep file or results folder (str or pathlib.Path) or a loaded Sweep"),
+    "source": (_is_source, "a results DataFrame, a results folder or URI, a sweep file or a loaded Sweep"),
+    "sample": (
+        lambda v: _is_source(v) or (isinstance(v, (list, tuple)) and all(map(_is_number, v))) or hasattr(v, "dtype"),
+        "a source (results folder, DataFrame, sweep file, Sweep) or a list of per-seed numbers",
+    ),
+    "config": (
+        lambda v: isinstance(v, Mapping) or _is_path(v) or _instance(v, "ablate.config.trial", "TrialConfig"),
+        "a mapping of config keys, a TrialConfig or a YAML file",
+    ),
+    "mapping": (
+        lambda v: isinstance(v, Mapping) and all(isinstance(k, str) for k in v),
+        "a mapping with str keys, such as {'train.epochs': 2}",
+    ),
+    "names": (_is_names, "a list of non-empty strings, such as ['predictor.name']"),
+    "names_or_text": (lambda v: _is_names(v) or (isinstance(v, str) and v), "a string or a list of strings"),
+    "pair": (lambda v: _is_names(v) and len(v) == 2, "two strings, such as ('A', 'B')"),
+    "text": (lambda v: isinstance(v, str) and v != "", "a non-empty string"),
+    "bool": (lambda v: isinstance(v, bool), "True or False"),
+    "paper": (lambda v: isinstance(v, bool) or _is_path(v), "True, False or the path of a paper-numbers CSV"),
+    "count": (lambda v: isinstance(v, int) and not isinstance(v, bool), "a whole number"),
+    "number": (_is_number, "a number, such as 0.95"),
+    "stream": (lambda v: callable(getattr(v, "write", None)), "a text stream with .write(), such as sys.stdout"),
+    "callable": (callable, "a function taking one row (a dict)"),
+}
+# Every parameter of the public functions, by name: one name, one family, in every function.
+PARAMS = {
+    **dict.fromkeys(("path", "root"), "path"),
+    **dict.fromkeys(("storage", "out", "to"), "location"),
+    **dict.fromkeys(("sweep_or_path", "sweep"), "sweep"),
+    **dict.fromkeys(("source", "results"), "source"),
+    **dict.fromkeys(("a", "b"), "sample"),
+    **dict.fromkeys(("overrides", "where", "arm_a", "arm_b"), "mapping"),
+    **dict.fromkeys(("rows", "cols", "by", "formats", "sets"), "names"),
+    **dict.fromkeys(("address", "metric", "protocol", "fmt", "trial_id", "best", "mode", "device", "name"), "text"),
+    **dict.fromkeys(("mirror", "tracking_uri", "time", "partition", "account"), "text"),
+    **dict.fromkeys(("validate_paths", "restart", "final", "cost", "shared_storage_ok", "dry_run", "quick"), "bool"),
+    **dict.fromkeys(("max_concurrent", "threads", "epoch", "head_classes", "nodes", "cpus_per_task"), "count"),
+    **dict.fromkeys(("gpus_per_node", "grace", "max_requeues"), "count"),
+    "log": "names_or_text",
+    "sbatch_args": "names",
+    "config": "config",
+    "paper": "paper",
+    "confidence": "number",
+    "labels": "pair",
+    "only": "names_or_text",
+    "stream": "stream",
+    "report": "callable",
+}
+CHOICES = {"protocol": ("best", "final", "max"), "fmt": ("html", "markdown"), "mode": ("max", "min")}
+
+
+def _checked(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` with every argument checked against its family (:data:`PARAMS`) before it runs: a wrong
+    one is one UserError naming the argument, what it got and what it takes, not a failure frames
+    deep (or a folder literally named ``['a']``). None passes where the default is None."""
+    signature = inspect.signature(fn)
+
+    @functools.wraps(fn)
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        for name, value in signature.bind(*args, **kwargs).arguments.items():
+            param = signature.parameters[name]
+            if param.kind is not param.VAR_KEYWORD and not (value is None and param.default is None):
+                _check(fn.__name__, name, value)
+        return fn(*args, **kwargs)
+
+    return checked
+
+
+def _check(fn: str, name: str, value: Any) -> None:
+    ok, takes = FAMILIES[PARAMS[name]]
+    if not ok(value):
+        raise UserError(f"ablate.{fn}: {name}={_shown(value)}; {name} takes {takes}")
+    if name in CHOICES and value not in CHOICES[name]:
+        raise UserError(f"ablate.{fn}: {name}={value!r}; choose {' or '.join(CHOICES[name])}")
+
+
+def _shown(value: Any) -> str:
+    """``value`` as a message shows it: its repr (short) and its type."""
+    text = repr(value)
+    return f"{text if len(text) <= 60 else text[:57] + '...'} ({type(value).__name__})"
+
+
+def _known(fn: Callable[..., Any], given: Mapping[str, Any], takes: Sequence[str]) -> None:
+    """The options ``takes`` of ``fn``'s ``**kwargs`` checked like its named arguments: a name it does
+    not take or a value outside its family is one UserError."""
+    for name, value in given.items():
+        if name not in takes:
+            params = inspect.signature(fn).parameters.values()
+            names = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)] + list(takes)
+            near = difflib.get_close_matches(name, names, n=1)
+            hint = f"did you mean {near[0]!r}? " if near else ""
+            raise UserError(f"ablate.{fn.__name__}: no argument {name!r}; {hint}it takes {', '.join(names)}")
+        if value is not None:
+            _check(fn.__name__, name, value)
+
+
+RUN_NAMED = ("address", "max_concurrent", "restart", "stream")  # run()'s own arguments among RunOptions'
+
+
 def _ray_address(address: str | None) -> str | None:
     """The Ray cluster to attach to: ``address``, else ``RAY_ADDRESS`` as ``ray.init()`` reads it;
     checked to answer, in seconds, before Ray is asked. None: a local Ray on this machine."""
@@ -127,6 +269,7 @@ def _storage_writable(loc: Any, what: str) -> None:
 
 
 # ---------------------------------------------------------------- sweeps
+@_checked
 def load_sweep(
     path: str | Path, overrides: Mapping[str, Any] | None = None, /, *, validate_paths: bool = True, **sets: Any
 ) -> Sweep:
@@ -149,6 +292,7 @@ def load_sweep(
     return read_sweep(path, _dotted(overrides, sets), validate_paths=validate_paths)
 
 
+@_checked
 def check(
     sweep_or_path: Sweep | str | Path,
     overrides: Mapping[str, Any] | None = None,
@@ -184,6 +328,7 @@ def check(
     return "\n".join(line for line in lines if line)
 
 
+@_checked
 def expand_sweep(sweep_or_path: Sweep | str | Path) -> list[Trial]:
     """The sweep's trials in run order (seeds outermost); each has ``trial_id``, ``config``, ``axes``, ``label``.
 
@@ -199,6 +344,7 @@ def expand_sweep(sweep_or_path: Sweep | str | Path) -> list[Trial]:
     return list(locate(sweep_or_path)[0].trials)
 
 
+@_checked
 def run(
     sweep_or_path: Sweep | str | Path,
     overrides: Mapping[str, Any] | None = None,
@@ -218,9 +364,10 @@ def run(
     Other keyword arguments go to :func:`ablate.runner.driver.run_sweep` (``log=["tensorboard"]``,
     ``tracking_uri``, ``shared_storage_ok``). Progress goes to ``stream`` (default stdout)."""
     from ablate.cluster.options import check_count
-    from ablate.runner.driver import run_sweep
+    from ablate.runner.driver import RunOptions, run_sweep
     from ablate.sweep.load import locate
 
+    _known(run, kwargs, [f.name for f in dataclasses.fields(RunOptions) if f.name not in RUN_NAMED])
     if max_concurrent is not None:  # 0: the sweep's max_concurrent
         check_count("--max-concurrent", max_concurrent, 0)
     sweep, folder = locate(sweep_or_path, storage, overrides, validate_paths=True)
@@ -236,6 +383,7 @@ def run(
     )
 
 
+@_checked
 def run_trial(
     config: Any = None,
     overrides: Mapping[str, Any] | None = None,
@@ -267,6 +415,7 @@ def run_trial(
 
 
 # ---------------------------------------------------------------- results
+@_checked
 def load_results(source: Any, *, storage: str | None = None, final: bool = False) -> pd.DataFrame:
     """The results as a DataFrame: one row per (trial, evaluated epoch), every config leaf a column.
     ``final=True`` keeps each trial's final row only. Same as ``pandas.read_parquet("results/<sweep>")``.
@@ -283,6 +432,7 @@ def load_results(source: Any, *, storage: str | None = None, final: bool = False
     return final_rows(df) if final else df
 
 
+@_checked
 def status(source: Any, *, storage: str | None = None) -> str:
     """What ``ablate status`` prints: done / failed / diverged / interrupted / missing trials."""
     from ablate.analysis.sources import sweep_holdings
@@ -296,6 +446,7 @@ def status(source: Any, *, storage: str | None = None) -> str:
     )
 
 
+@_checked
 def table(
     source: Any,
     sweep: Any = None,
@@ -355,6 +506,7 @@ def table(
     return TableView(table, src.notes)
 
 
+@_checked
 def figures(
     source: Any,
     sweep: Any = None,
@@ -380,6 +532,7 @@ def figures(
     return {name: fig for name, fig in pairs if fig is not None}
 
 
+@_checked
 def plot(
     source: Any,
     out: str | Path | None = None,
@@ -415,6 +568,7 @@ def plot(
     )
 
 
+@_checked
 def report(
     source: Any,
     fmt: Literal["html", "markdown"] = "html",
@@ -455,6 +609,7 @@ def report(
 
 
 # ---------------------------------------------------------------- is a gap real?
+@_checked
 def compare_sweeps(
     a: Any,
     b: Any,
@@ -496,6 +651,7 @@ def compare_sweeps(
     return compare(a, b, metric, confidence=confidence, labels=names)
 
 
+@_checked
 def compare_arms(
     source: Any,
     arm_a: Mapping[str, Any],
@@ -527,6 +683,7 @@ def compare_arms(
 
 
 # ---------------------------------------------------------------- pretrained weights
+@_checked
 def export_trunk(
     results: Any,
     trial_id: str | None = None,
@@ -545,6 +702,9 @@ def export_trunk(
     from ablate.results.layout import SweepDir
     from ablate.sweep.load import is_sweep_source
 
+    options = inspect.signature(write_trunk).parameters.values()
+    _known(export_trunk, kwargs, [p.name for p in options if p.kind is p.KEYWORD_ONLY and p.name != "among"])
+
     if to is not None:  # the weights and their sidecar, before anything is loaded
         _writable(to, "--to")
         _writable(Path(to).with_suffix(".json"), "--to (its sidecar)")
@@ -558,6 +718,7 @@ def export_trunk(
     return write_trunk(src.folder, trial_id, best, mode, to, among=src.rows, **kwargs)
 
 
+@_checked
 def load_exported(path: str | Path) -> Any:
     """The trunk module of an exported ``trunk.pt`` (+ sidecar), in eval mode."""
     from ablate.analysis.export import read_trunk
@@ -566,6 +727,7 @@ def load_exported(path: str | Path) -> Any:
 
 
 # ---------------------------------------------------------------- clusters and costs
+@_checked
 def submit(
     source: Any,
     overrides: Mapping[str, Any] | None = None,
@@ -590,8 +752,10 @@ def submit(
     from ablate.cluster.slurm import submit_sweep
     from ablate.config.tree import parse_set
     from ablate.results.layout import DEFAULT_STORAGE, SweepDir
+    from ablate.results.remote import check_uri
     from ablate.sweep.load import read_sweep, results_folder
 
+    _known(submit, slurm, [f.name for f in dataclasses.fields(SlurmOptions)])
     folder = results_folder(source)
     sweep = read_sweep(folder or source, {**(overrides or {}), **parse_set(sets)})
     slurm.setdefault("cpus_per_task", max(1, math.ceil(sweep.resources.cpu)))
@@ -599,8 +763,12 @@ def submit(
         where, store = str(folder), str(folder.loc.parent)
     else:
         where, store = str(Path(sweep.path).resolve()), storage or sweep.storage or DEFAULT_STORAGE
-    if not dry_run and "://" not in store:  # the script and SLURM's logs go to <storage>/_<sweep>/slurm
-        _storage_writable(SweepDir.of(sweep.name, store).loc, "--storage" if storage else "storage")
+    if "://" in str(store) and not str(store).lower().startswith("file:"):
+        check_uri(str(store))  # its text, here (opening it asks the network): a URI the job could never open
+    else:  # a path (file:// too), parsed here: the script and SLURM's logs go to <storage>/_<sweep>/slurm
+        loc = SweepDir.of(sweep.name, store).loc
+        if not dry_run:
+            _storage_writable(loc, "--storage" if storage else "storage")
     return submit_sweep(
         sweep,
         where,
@@ -614,6 +782,7 @@ def submit(
     )
 
 
+@_checked
 def bench(
     quick: bool = False,
     device: str = "auto",
@@ -636,6 +805,7 @@ def bench(
 
 
 # ---------------------------------------------------------------- datasets on disk
+@_checked
 def data_fetch(
     name: str, root: str | Path | None = None, *, mirror: str | None = None, stream: IO[str] | None = None
 ) -> Path:
@@ -649,6 +819,7 @@ def data_fetch(
     return fetch(name, root, mirror=mirror, stream=stream)
 
 
+@_checked
 def data_check(name: str, root: str | Path | None = None) -> str:
     """``ablate data check``: what the folder of ``name`` (stl10, cifar10, imagefolder) under ``root`` holds
     (files, sizes, shapes, class counts), checked without loading the images; UserError when it is missing

@@ -13,7 +13,8 @@ refuses a folder holding any other kind of file).
 
   ``sweep.yaml``              the sweep file as it was run; ``overrides.json`` its ``--set`` overrides
   ``plugins/<file>.py``       the sweep's plugin files as they were run (reading the folder loads these)
-  ``lock``                    held by the running ``ablate run`` (pid inside)
+  ``lock``                    held by the running ``ablate run`` (an flock; pid inside); on an object
+                              store ``lock.<token>``, one per run, with a heartbeat (:mod:`ablate.results.objectlock`)
   ``progress.json``           the running ``ablate run``'s trials: state, epoch, images/s (for ``ablate status``)
   ``damaged/``                trial files no reader can use (damaged, or another sweep's), moved aside by ``run``
   ``weights/<trial_id>/``     the trial's trunk weights (``trunk_final.pt``, ``trunk_epoch{N}.pt``)

@@ -16,19 +16,52 @@ from the URI: a URI is printed and stored with the results.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import stat
 import tempfile
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import pyarrow as pa
 import pyarrow.fs as pafs
 
 from ablate.errors import UserError
+from ablate.results.remote import (
+    BUCKET_STORES,
+    StoreError,
+    arrow_refusal,
+    check_uri,
+    first_line,
+    reach_hint,
+    shown,
+    store_error,
+    with_endpoint,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _said(op: F) -> F:
+    """``op`` of a :class:`Location`, with the refusals of an object store (unreachable, access
+    denied, no bucket) raised as one line (:class:`StoreError`) instead of pyarrow's OSError."""
+
+    @functools.wraps(op)
+    def said(self: Location, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return op(self, *args, **kwargs)
+        except OSError as e:
+            err = store_error(e, str(self)) if self.local is None else None
+            if err is None:
+                raise
+            raise err from None
+
+    return said  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -49,16 +82,16 @@ class Location:
         text = str(where)
         if "://" not in text:
             return cls(pafs.LocalFileSystem(), os.path.abspath(text))
-        text = _s3_options(text)
+        check_uri(text)
+        text = with_endpoint(text)
         try:
             fs, path = pafs.FileSystem.from_uri(text)
         except OSError as e:  # the URI is fine; asking the store for the bucket's region failed
-            raise UserError(f"storage {text}: cannot reach it ({_first_line(e)}); {_reach_hint(text)}") from None
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError) as e:
-            raise UserError(
-                f"storage {text!r} is not a filesystem URI pyarrow can open ({e}); "
-                "give a path or a URI such as s3://bucket/prefix"
+            raise store_error(e, shown(text)) or StoreError(
+                f"storage {shown(text)}: cannot reach it ({first_line(e)}); {reach_hint(text)}"
             ) from None
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError) as e:
+            raise arrow_refusal(text, e) from None
         if isinstance(fs, pafs.LocalFileSystem):
             return cls(fs, os.path.abspath(path))
         parts = urlsplit(text)
@@ -98,15 +131,17 @@ class Location:
         return self.local if self.local is not None else str(self)
 
     # -- queries
+    @_said
     def info(self) -> pafs.FileInfo:
         self.reach()
         return self.fs.get_file_info(self.path)
 
     def reach(self) -> None:
-        """Refuse (UserError) an object store that does not answer or has no such bucket, once per
-        bucket and process, before the first read or write: pyarrow's own errors for these come as
-        tracebacks from whichever call happens first. Any other answer (a 403 from a policy that
-        allows objects under a prefix but not the bucket itself) is left to the calls that follow."""
+        """Refuse (:class:`StoreError`, one line) an object store that does not answer, has no such
+        bucket or refuses the credentials, once per bucket and process, before the first read or
+        write: pyarrow's own errors for these come as tracebacks from whichever call happens first.
+        A store that refuses the bucket itself but lets this location be listed (a policy on a
+        prefix) is reached."""
         if self.local is not None or self.fs.type_name not in BUCKET_STORES:
             return
         bucket = self.path.split("/", 1)[0]
@@ -118,16 +153,27 @@ class Location:
         try:
             missing = self.fs.get_file_info(bucket).type == pafs.FileType.NotFound
         except OSError as e:
-            if not any(mark in str(e) for mark in UNREACHABLE):
-                _REACHED.add(key)
-                return
-            raise UserError(f"storage {where}: cannot reach it ({_first_line(e)}); {_reach_hint(where)}") from None
+            err = store_error(e, where)
+            if err is not None and err.denied:
+                self._probe_prefix()
+            elif err is not None:
+                raise err from None
+            _REACHED.add(key)
+            return
         if missing:
-            raise UserError(
+            raise StoreError(
                 f"storage {where}: bucket {bucket!r} does not exist there; create it (aws s3 mb s3://{bucket}, "
                 f"mc mb ALIAS/{bucket} for MinIO) or give another bucket"
             )
         _REACHED.add(key)
+
+    def _probe_prefix(self) -> None:
+        """This location listed once: the refusal of the bucket was the credentials' (StoreError) or a
+        policy's that allows the prefix (nothing)."""
+        try:
+            self.fs.get_file_info(self.path)
+        except OSError as e:
+            raise store_error(e, str(self)) or e from None
 
     def exists(self) -> bool:
         return self.info().type != pafs.FileType.NotFound
@@ -138,6 +184,7 @@ class Location:
     def is_file(self) -> bool:
         return self.info().type == pafs.FileType.File
 
+    @_said
     def children(self) -> list[Location]:
         """Direct entries of a folder (none when it does not exist), sorted by name."""
         if not self.is_dir():
@@ -146,6 +193,7 @@ class Location:
         return sorted((self / i.base_name for i in infos), key=lambda loc: loc.name)
 
     # -- reads and writes
+    @_said
     def read_bytes(self) -> bytes:
         self.reach()
         with self.fs.open_input_stream(self.path) as f:
@@ -154,6 +202,7 @@ class Location:
     def read_text(self) -> str:
         return self.read_bytes().decode()
 
+    @_said
     def write_bytes(self, data: bytes) -> None:
         """Write atomically: a reader sees the old file or the whole new one, never a part.
 
@@ -216,10 +265,12 @@ class Location:
             raise UserError(f"{what} {path}: cannot be created: {parent} is a file, not a folder; give another path")
         _probe(path, what, parent)
 
+    @_said
     def mkdir(self) -> None:
         self.reach()
         self.fs.create_dir(self.path, recursive=True)
 
+    @_said
     def delete(self) -> None:
         """Remove a folder with its contents, or a file; nothing when it does not exist."""
         kind = self.info().type
@@ -228,6 +279,7 @@ class Location:
         elif kind == pafs.FileType.File:
             self.fs.delete_file(self.path)
 
+    @_said
     def move_to(self, other: Location) -> None:
         """Rename a folder or file. Object stores cannot rename a folder: its objects are copied,
         then the originals deleted (nothing is deleted before every copy is written)."""
@@ -242,50 +294,7 @@ class Location:
             self.fs.move(self.path, other.path)
 
 
-BUCKET_STORES = ("s3", "gcs")  # filesystems whose first path component is a bucket
-UNREACHABLE = ("NETWORK_CONNECTION", "curlCode", "Could not connect", "Could not resolve", "Connection refused")
-ENDPOINT_ENV = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")  # the AWS SDKs' order: the S3-specific one wins
 _REACHED: set[tuple[str, str, str]] = set()  # (bucket, query, filesystem) that answered in this process
-
-
-def _s3_options(text: str) -> str:
-    """An ``s3://`` URI with the endpoint of ``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL`` in its query
-    when it names none (``endpoint_override=HOST:PORT&scheme=http``): the processes of a run on other
-    nodes get it from the URI, whatever their environment. A secret key in the URI is refused."""
-    parts = urlsplit(text)
-    if parts.password is not None:  # pyarrow takes s3://ACCESS:SECRET@bucket/...
-        where = f"{parts.scheme}://{parts.netloc.rsplit('@', 1)[-1]}{parts.path}"
-        raise UserError(
-            f"storage {where}: a secret key in the URI (ACCESS:SECRET@) would be printed and stored with the "
-            "results; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or a profile in ~/.aws/credentials and "
-            "AWS_PROFILE) instead"
-        )
-    query = parse_qs(parts.query, keep_blank_values=True)
-    env, url = next(((k, os.environ[k]) for k in ENDPOINT_ENV if os.environ.get(k)), (None, ""))
-    if parts.scheme != "s3" or "endpoint_override" in query or not env:
-        return text
-    endpoint = urlsplit(url if "://" in url else f"https://{url}")
-    if not endpoint.netloc or endpoint.scheme not in ("http", "https"):
-        raise UserError(f"{env}={url!r}: not an endpoint URL; give one such as http://localhost:9000")
-    extra = f"endpoint_override={endpoint.netloc}" + ("" if "scheme" in query else f"&scheme={endpoint.scheme}")
-    return parts._replace(query=f"{parts.query}&{extra}" if parts.query else extra).geturl()
-
-
-def _reach_hint(where: str) -> str:
-    if not where.startswith("s3://"):
-        return "check the URI and the network"
-    return (
-        "check the endpoint: for MinIO, Ceph or another S3-compatible server add "
-        "?endpoint_override=HOST:PORT&scheme=http to the URI or set AWS_ENDPOINT_URL=http://HOST:PORT"
-    )
-
-
-def _first_line(e: BaseException) -> str:
-    """The error's first line without pyarrow's ``When getting information for ...:`` preamble."""
-    line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    if line.startswith("When ") and ": " in line:
-        line = line.split(": ", 1)[1]
-    return line[:300]
 
 
 def write_refusal(target: Path) -> OSError | None:

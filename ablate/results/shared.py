@@ -21,8 +21,6 @@ import re
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-import pyarrow.fs as pafs
-
 from ablate.errors import UserError
 from ablate.results.location import Location
 
@@ -115,8 +113,11 @@ def mount_of(path: str, mounts: list[Mount]) -> Mount | None:
 
 
 def local_reason(path: str, mounts: list[Mount] | None = None) -> str | None:
-    """Why ``path`` is not visible from every node, or None when it is shared (see the module rule)."""
-    if "://" in path:
+    """Why ``path`` is not visible from every node, or None when it is shared (see the module rule).
+    A ``file://`` URI is judged as the path it names; any other URI is shared."""
+    if path.lower().startswith("file:"):
+        path = str(Location.parse(path).local)  # local: nothing is asked of the network
+    elif "://" in path:
         return None
     real = existing_realpath(path)
     for prefix in NODE_LOCAL_PREFIXES:
@@ -149,9 +150,5 @@ def storage_problem(storage: str | Location) -> str | None:
     cluster, or None when it is: :func:`local_reason` of its path. A ``file://`` URI is a path;
     a URI given as text is not opened (opening an s3:// filesystem asks the network for its region)."""
     if isinstance(storage, Location):
-        text = str(storage.local) if storage.local is not None else str(storage)
-    else:
-        text = str(storage)
-        if text.startswith("file://"):
-            text = pafs.FileSystem.from_uri(text)[1]
-    return local_reason(text)
+        return local_reason(str(storage.local) if storage.local is not None else str(storage))
+    return local_reason(str(storage))

@@ -65,16 +65,16 @@ def save_sweep(sweep: Sweep, folder: SweepDir) -> None:
     keep(sweep.plugins, folder.plugins)
 
 
-def _take_lock(folder: SweepDir, restart: bool) -> tuple[RunLock | ObjectLock, SweepDir | None]:
-    """The run lock, taken before ``--restart`` moves anything (a running sweep's folder is never
-    moved); with ``restart``, the old folder moved to ``<name>.old-<time>`` (never deleted)."""
-    lock = run_lock(folder)
+def _take_lock(folder: SweepDir, restart: bool, stream: IO[str]) -> tuple[RunLock | ObjectLock, SweepDir | None]:
+    """The run lock, held while ``--restart`` moves the old folder to ``<name>.old-<time>`` (never
+    deleted; a run that starts meanwhile refuses), then taken again where the lock now goes."""
+    lock = run_lock(folder, stream)
     lock.acquire()
     if not restart:
         return lock, None
-    lock.release()
     backup = move_aside(folder)
-    lock = run_lock(folder)
+    lock.release()
+    lock = run_lock(folder, stream)
     lock.acquire()
     return lock, backup
 
@@ -100,7 +100,7 @@ def run_sweep(sweep: Sweep, folder: SweepDir, **options: Any) -> RunSummary:
     return what happened. A full disk stops the run with one line (finished trials stay; it resumes)."""
     opts = RunOptions(**options)
     stream = opts.stream or sys.stdout
-    lock, backup = _take_lock(folder, opts.restart)
+    lock, backup = _take_lock(folder, opts.restart, stream)
     try:
         save_sweep(sweep, folder)
         check_data_parallel(sweep)
@@ -133,6 +133,7 @@ def run_sweep(sweep: Sweep, folder: SweepDir, **options: Any) -> RunSummary:
         trackers = tracker_callbacks(names, sweep, folder, opts.tracking_uri, stream=stream) if names else []
         todo = [t for t in sweep.trials if t.trial_id not in done]
         recording = Recording(store, _view(sweep, folder, summary, held.rows, done, todo, stream), summary)
+        lock.watch(lambda lost: setattr(recording, "failure", recording.failure or lost))  # stops the run
         with packaged(sweep.plugins) as py_modules:  # the sweep's plugins, for Ray to ship to its workers
             summary.interrupted = _on_ray(sweep, folder, todo, recording, trackers, opts, py_modules)
         summary.ran = len(recording.view.status) - len(done)

@@ -39,9 +39,11 @@ STORAGE_FIXES: dict[int, str] = {
 def storage_failure(where: object, what: Location | str, e: OSError) -> UserError:
     """The one line that stops a run whose results cannot be written: ``<results>: <reason> while
     writing <file>; <fix> and run again (finished trials are kept; the run resumes)``."""
+    name = what.name if isinstance(what, Location) else what
+    if isinstance(e, UserError):  # an object store's own one line, which names its fix (results.remote)
+        return UserError(f"{e} (while writing {name}; finished trials are kept; the run resumes)")
     reason = (os.strerror(e.errno) if e.errno else str(e)).lower() or type(e).__name__
     fix = STORAGE_FIXES.get(e.errno or 0, "fix the storage")
-    name = what.name if isinstance(what, Location) else what
     return UserError(
         f"{where}: {reason} while writing {name}; {fix} and run again (finished trials are kept; the run resumes)"
     )

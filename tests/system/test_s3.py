@@ -1,15 +1,21 @@
 """``--storage s3://...`` end to end against a real S3-compatible server on the loopback (moto's
 standalone server, started here): run, a rerun that skips, every command on the results URI,
 ``--restart`` (S3 has no folder rename: copy, then delete), the endpoint from the URI's query and from
-``AWS_ENDPOINT_URL``, and Ctrl-C mid-sweep resumed from a checkpoint that Ray Tune stored in the bucket.
+``AWS_ENDPOINT_URL``, Ctrl-C mid-sweep resumed from a checkpoint that Ray Tune stored in the bucket,
+the lock of a killed run taken over by the next, and a prefix of odd characters found by every reader.
 
 Credentials are fake and set in the environment, as a user would; Ray is started after they are, so
 its worker processes inherit them (as the local Ray of ``ablate run`` does)."""
 
 from __future__ import annotations
 
+import os
 import signal
+import socket
+import subprocess
+import sys
 
+import pandas as pd
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pytest
@@ -101,7 +107,7 @@ def test_a_sweep_on_s3_and_every_command_on_it_then_restart(s3, tmp_path, capsys
     assert all(n.endswith(".parquet") for n in s3.names("store/s3sweep"))  # the folder holds results only
     held = s3.names("store/_s3sweep")
     assert {"sweep.yaml", "overrides.json"} <= set(held) and sum(n.endswith("/trunk_final.pt") for n in held) == 4
-    assert "lock" not in held and not [n for n in s3.names("store") if ".tmp-" in n]
+    assert not [n for n in held if n.startswith("lock")] and not [n for n in s3.names("store") if ".tmp-" in n]
     assert main(["run", folder]) == 0 and "already in" in capsys.readouterr().out  # rerun: nothing runs
     every_command(main, folder, capsys, tmp_path / "t.pt", "_s3sweep/figures/z_std.png", "_s3sweep/report.html")
     assert "figures/z_std.png" in s3.names("store/_s3sweep") and "report.html" in s3.names("store/_s3sweep")
@@ -160,7 +166,7 @@ def test_ctrl_c_on_s3_keeps_finished_trials_and_the_next_run_resumes_from_the_bu
     assert code == 130, out
     assert "interrupted: finished trials are saved" in out
     held = s3.names("int")
-    assert "_s3int/lock" not in held and not [n for n in held if ".tmp-" in n]  # lock released, no half files
+    assert not [n for n in held if n.startswith("_s3int/lock")] and not [n for n in held if ".tmp-" in n]
     before = s3.rows("int/s3int")
     checkpointed = {n.split("/")[3] for n in held if n.startswith("_s3int/ray/s3int/") and "/checkpoint_" in n}
     checkpointed -= set(before.loc[before.is_final, "trial_id"])
@@ -175,3 +181,58 @@ def test_ctrl_c_on_s3_keeps_finished_trials_and_the_next_run_resumes_from_the_bu
     for tid in checkpointed:  # continued from the bucket's checkpoint, not from epoch 0
         resumed = df[df.trial_id == tid].resumed_from_epoch.dropna()
         assert len(resumed) and resumed.min() >= 1
+
+
+def test_a_run_killed_with_its_node_leaves_a_lock_the_next_run_takes_over(s3, tmp_path, capsys):
+    """SIGKILL to the run and its Ray (a lost node, the OOM killer): nothing releases the lock object.
+    The next run sees that its holder no longer runs on this host, takes it over with one line, and
+    runs; it would otherwise wait until the dead run's heartbeat is older than the limit."""
+    sweep = write_sweep(tmp_path, "killed", "seeds: [0]\n")
+    storage = s3.uri("killed")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("RAY_ADDRESS", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ablate.cli", "run", str(sweep), "--storage", storage, "--no-table"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,  # its own process group: the kill takes Ray's processes with it
+    )
+    try:
+        wait_for(lambda: [n for n in s3.names("killed/_killed") if n.startswith("lock")], proc, "the run's lock")
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+    left = [n for n in s3.names("killed/_killed") if n.startswith("lock")]
+    assert left  # the dead run's lock object is still there
+
+    assert main(["run", str(sweep), "--storage", storage, "--no-table"]) == 0
+    out = capsys.readouterr().out
+    host = socket.gethostname()
+    assert f"took over the run lock of pid {proc.pid} on {host} since " in out
+    assert f"pid {proc.pid} no longer runs on {host}, so that run is gone" in out
+    assert s3.rows("killed/killed").is_final.sum() == 1
+    assert not [n for n in s3.names("killed/_killed") if n.startswith("lock")]  # released at the end
+
+
+def test_a_prefix_of_every_character_a_uri_holds_as_it_is_round_trips(s3, tmp_path, capsys):
+    """The issue's ``odd%20dir/a+b=c,d;e@f`` without its escape (refused: readers disagree on %20),
+    and more such characters: the run writes keys that are the text as typed, and the commands,
+    pandas and polars find its trials by the URI it prints."""
+    prefix = "odd-dir/a+b=c,d;e@f~!$&'():x"
+    sweep = write_sweep(tmp_path, "oddchars", "seeds: [0]\n")
+    assert main(["run", str(sweep), "--storage", s3.uri(prefix), "--no-table"]) == 0
+    printed = capsys.readouterr().out.strip().splitlines()[-1].rsplit(" -> ", 1)[1]
+    assert printed == s3.uri(f"{prefix}/oddchars")
+    assert s3.rows(f"{prefix}/oddchars").is_final.sum() == 1  # the keys are the text as typed
+    assert main(["status", printed]) == 0 and "1 done" in capsys.readouterr().out
+    assert pd.read_parquet(printed).is_final.sum() == 1
+    polars = pytest.importorskip("polars")
+    options = {
+        "aws_endpoint_url": f"http://{s3.endpoint}",
+        "aws_allow_http": "true",
+        "aws_access_key_id": "testing",
+        "aws_secret_access_key": "testing",
+        "aws_region": "us-east-1",
+    }
+    assert polars.read_parquet(f"s3://{BUCKET}/{prefix}/oddchars/", storage_options=options)["is_final"].sum() == 1

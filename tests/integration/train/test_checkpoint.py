@@ -170,10 +170,14 @@ def test_results_store_on_a_non_local_filesystem():
     assert not [n for n in names if n.startswith(".tmp-")] and len(names) == 2
     lock = run_lock(SweepDir(loc))
     lock.acquire()
-    with pytest.raises(UserError, match=r"another `ablate run` of this sweep is running \(pid \d+.*delete mock://"):
+    with pytest.raises(
+        UserError, match=r"another `ablate run` of this sweep is running \(pid \d+ .*heartbeat \d+ s ago"
+    ):
         run_lock(SweepDir(loc)).acquire()
     lock.release()
-    run_lock(SweepDir(loc)).acquire()
+    again = run_lock(SweepDir(loc))
+    assert again.acquire() is None  # nothing taken over: the first run released its lock
+    again.release()
     backup = move_aside(SweepDir(loc))
     assert str(backup).startswith("mock://bucket/results/s.old-") and not loc.exists()
     ArtifactStore(Location(fs, "bucket/w", "mock://bucket/w")).save("trunk_final.pt", {"w": torch.ones(1)})

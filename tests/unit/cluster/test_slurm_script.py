@@ -269,6 +269,8 @@ def test_mount_table_parsed_and_longest_mount_wins():
         ("/tmp/results", False),
         ("/var/tmp/r", False),
         ("/dev/shm/r", False),
+        ("file:///tmp/results", False),  # a file:// URI is the path it names
+        ("file:///home/me/results", True),
     ],
 )
 def test_storage_rule(path, shared):

@@ -35,6 +35,7 @@ from ablate.analysis.paper import canon
 from ablate.analysis.tables import EPOCH, axis_label, order_tuples
 from ablate.errors import UserError
 from ablate.kinds.registry import kinds_in
+from ablate.results.io import final_rows
 from ablate.results.location import Location
 from ablate.results.schema import COLLAPSE_Z_STD, COLLAPSED_STOPPED
 from ablate.sweep.table_block import TableSpec
@@ -121,7 +122,7 @@ def _curve(rows: pd.DataFrame, col: str, scale: float = 1.0) -> pd.DataFrame:
 
 
 def _suffix(rows: pd.DataFrame) -> str:
-    final = rows[rows.is_final.fillna(False).astype(bool)]
+    final = final_rows(rows)  # a resumed trial that wrote two final rows counts once
     bad = {s: int((final.status == s).sum()) for s in ("diverged", "failed", COLLAPSED_STOPPED)}
     seeds = rows.trial_id.nunique()
     notes = [f"{n} {'stopped at collapse' if s == COLLAPSED_STOPPED else s}" for s, n in bad.items() if n]

@@ -25,6 +25,7 @@ from ablate.analysis.metrics import config_keys
 from ablate.analysis.paper import parse_value
 from ablate.analysis.report_blocks import Grid
 from ablate.analysis.tables import EPOCH
+from ablate.results.io import final_mask
 from ablate.results.schema import COLLAPSED_STOPPED, finite
 
 
@@ -46,7 +47,7 @@ def last_rows(df: pd.DataFrame) -> pd.DataFrame:
     """One row per trial, in order of first appearance: its final row, else (unfinished) its latest."""
     if df.empty or "trial_id" not in df.columns:
         return df.iloc[:0]
-    final = df["is_final"].fillna(False).astype(bool) if "is_final" in df.columns else False
+    final = final_mask(df)
     epoch = df[EPOCH].fillna(-1) if EPOCH in df.columns else 0
     order = df.assign(_final=final, _epoch=epoch).sort_values(["_final", "_epoch"], kind="stable")
     last = order.groupby("trial_id", sort=False).tail(1).drop(columns=["_final", "_epoch"])
@@ -100,7 +101,7 @@ def status_counts(df: pd.DataFrame) -> dict[str, int]:
         return {}
     out = {"trials": int(df.trial_id.nunique()), "collapsed": 0, "unfinished": 0, **dict.fromkeys(STATES.values(), 0)}
     for _, rows in df.groupby("trial_id"):
-        final = rows[rows.is_final.fillna(False).astype(bool)]
+        final = rows[final_mask(rows)]
         if final.empty:
             out["unfinished"] += 1
             continue

@@ -27,6 +27,7 @@ from ablate.analysis.paper import PaperCell, PaperRef, canon, value_rank
 from ablate.analysis.protocols import PROTOCOLS, trial_value_row
 from ablate.config.tree import flatten, to_dict
 from ablate.errors import UserError
+from ablate.results.io import final_mask
 from ablate.results.schema import COLLAPSED_STOPPED, finite
 from ablate.sweep.table_block import TableSpec
 from ablate.sweep.validated import Sweep
@@ -133,7 +134,7 @@ def _records(df: pd.DataFrame, spec: TableSpec) -> list[dict[str, Any]]:
     targets = list(spec.epochs) or sorted(int(e) for e in df.loc[df.status == "ok", "epoch"].dropna().unique())
     for _, rows in df.groupby("trial_id", sort=False):
         rows = rows.sort_values("epoch", na_position="last")
-        final = rows[rows.is_final.fillna(False).astype(bool)]
+        final = rows[final_mask(rows)]
         last = final.iloc[-1].to_dict() if len(final) else None
         if not by_epoch:
             if last is not None:

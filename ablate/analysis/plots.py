@@ -286,6 +286,10 @@ def sweep_figures(
         ("z_std", _lines_figure(groups, z_std, f"{name}: collapse monitor")),
         ("eigen", _lines_figure(groups, eigen, f"{name}: predictor / correlation alignment (Fig. 2, Theorem 3)")),
     ]
+    panels = {m for p in (acc, loss, z_std, eigen) for m, *_ in p}
+    if spec.metric not in panels:  # the table's own metric (a plugin kind's, a theory column) over epochs
+        mine = [(spec.metric, METRIC_NAMES.get(spec.metric, spec.metric), spec.scale, False)]
+        figures.append((spec.metric, _lines_figure(groups, mine, f"{name}: {spec.metric} during training")))
     spectra_title = f"{name}: spectra over training (Fig. 2)"
     figures += [(n, _spectra_figure(a.label, a.rows, spectra_title)) for n, a in zip(spectra_names(groups), groups)]
     return figures

@@ -93,6 +93,6 @@ def test_a_plugin_kind_runs_through_ablate_run(tmp_path, capsys, monkeypatch):
     rows = pd.read_parquet(tmp_path / "res" / "walk")
     final = rows[rows.is_final.astype(bool)].sort_values(["steps", "seed"])
     assert final.position.tolist() == [2.0, 4.0, 4.0, 8.0] and set(final.kind) == {"walk"}
-    for command in (["table"], ["status"]):
+    for command in (["table"], ["status"], ["plot"], ["report"]):  # every command works for a plugin kind
         assert main([*command, str(tmp_path / "res" / "walk")]) == 0, capsys.readouterr().err
     assert "steps" in capsys.readouterr().out

@@ -15,6 +15,7 @@ import datetime as dt
 import json
 import math
 import numbers
+import platform
 import types
 import typing
 from collections.abc import Callable, Iterable, Mapping
@@ -48,6 +49,12 @@ COMMON_COLUMNS: list[tuple[str, pa.DataType, str]] = [
     ),
     ("started_at", pa.string(), "UTC start time, ISO 8601"),
     ("device", pa.string(), "device the trial ran on (e.g. cpu, NVIDIA H100)"),
+    (
+        "node",
+        pa.string(),
+        "hostname of the machine that computed the row (a data-parallel trial: every worker's, comma-separated "
+        "in rank order); rows from before a resume keep the node that computed them",
+    ),
     ("git_sha", pa.string(), "commit of the ablate checkout"),
     ("git_dirty", pa.bool_(), "uncommitted changes in the checkout"),
     ("versions", pa.string(), "JSON: python, torch, torchvision, ray, ablate versions"),
@@ -197,8 +204,9 @@ def to_table(rows: Iterable[Mapping[str, Any]], schema: pa.Schema) -> pa.Table:
     return pa.Table.from_pylist([{n: r.get(n) for n in schema.names} for r in rows], schema=schema)
 
 
-def trial_columns(config: Any, kind: str, device: str) -> dict[str, Any]:
-    """Identity + every config leaf (dotted) + provenance: the columns every row of one trial carries."""
+def trial_columns(config: Any, kind: str, device: str, node: str | None = None) -> dict[str, Any]:
+    """Identity + every config leaf (dotted) + provenance: the columns every row of one trial carries.
+    ``node`` defaults to this machine's hostname."""
     tree = to_dict(config)
     sha, dirty = git_state()
     cols = {k: v for k, v in flatten(tree).items() if k != "kind"}
@@ -215,12 +223,13 @@ def trial_columns(config: Any, kind: str, device: str) -> dict[str, Any]:
             "git_dirty": dirty,
             "versions": versions(),
             "device": device,
+            "node": platform.node() if node is None else node,
             "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         }
     )
     return cols
 
 
-def failed_row(config: Any, kind: str, error: str, device: str = "unknown") -> dict[str, Any]:
+def failed_row(config: Any, kind: str, error: str, device: str = "unknown", node: str | None = None) -> dict[str, Any]:
     """The one row a trial that raised leaves behind: status failed, with its error text."""
-    return {**trial_columns(config, kind, device), "status": "failed", "error": error, "is_final": True}
+    return {**trial_columns(config, kind, device, node), "status": "failed", "error": error, "is_final": True}

@@ -160,7 +160,9 @@ class Recording:
         if tid not in self.summary.failed:  # died before it could report (e.g. a lost node)
             resolved = resolve(trial.config["trial"])
             error = _last_error_line(trial)
-            if not self._write(tid, [failed_row(resolved.config, resolved.kind.name, error) | resolved.columns]):
+            node = (trial.last_result or {}).get("hostname") or "unknown"  # where it last reported from
+            row = failed_row(resolved.config, resolved.kind.name, error, node=node) | resolved.columns
+            if not self._write(tid, [row]):
                 return
             self.summary.failed[tid] = error
         self.view.finish(tid, "failed")

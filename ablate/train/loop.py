@@ -248,7 +248,7 @@ def pretrain(
     t0 = time.perf_counter()
     loop = build_loop(cfg)
     main = loop.dp is None or loop.dp.is_main
-    base = trial_columns(cfg, "ssl", device_name(loop.device))
+    base = trial_columns(cfg, "ssl", device_name(loop.device), loop.dp.hosts() if loop.dp else None)
     rows, resumed, wall_before = _resume(loop, checkpointer, report)
     t0 -= wall_before
     device_s = (rows[-1].get("device_s") or 0.0) if rows else 0.0  # what earlier runs of it computed

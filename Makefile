@@ -21,12 +21,14 @@ smoke: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
-# The house rules besides the tests: style (ruff), the rooms' layers (import-linter), dead code (vulture).
+# The house rules besides the tests: style (ruff), the rooms' layers (import-linter), dead code (vulture),
+# and shellcheck on the bash of `ablate submit`'s job script (the binary comes with the dev extra).
 lint: $(STAMP)
 	$(BIN)/ruff check ablate models tests
 	$(BIN)/ruff format --check ablate models tests
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/vulture
+	$(BIN)/shellcheck ablate/cluster/job.sh
 
 bench: $(STAMP)
 	$(BIN)/ablate bench --quick

@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup smoke test lint bench clean-venv
+.PHONY: setup smoke test lint bench cluster clean-venv
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -32,6 +32,10 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/ablate bench --quick
+
+# The tests' 3-node SLURM cluster on this machine (network namespaces; needs root), until Ctrl-C.
+cluster: $(STAMP)
+	PYTHONPATH=tests $(BIN)/python -m helpers.netcluster
 
 clean-venv:
 	rm -rf $(VENV)

@@ -7,10 +7,9 @@ import hashlib
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-from helpers.slurm import ENDED, SlurmCluster
+from helpers.slurm import SlurmCluster
 
 TINY_SWEEP = """\
 name: {name}
@@ -107,16 +106,3 @@ def assert_completed(cluster: SlurmCluster, folder: Path, name: str, job: str, t
         f"job {job}: {info.get('JobState')} {info.get('ExitCode')}\n{job_log(folder, name, job)}\n{cluster.logs()}"
     )
     return info
-
-
-def wait_log(cluster: SlurmCluster, folder: Path, name: str, job: str, pattern: str, timeout: float = 300) -> str:
-    """Poll the job's log until ``pattern`` (a regex) appears in it; the log then."""
-    deadline = time.monotonic() + timeout
-    while True:
-        log = job_log(folder, name, job)
-        if re.search(pattern, log):
-            return log
-        state = cluster.job_info(job).get("JobState")
-        assert state not in ENDED, f"job {job} ended ({state}) before {pattern!r} appeared:\n{log}"
-        assert time.monotonic() < deadline, f"{pattern!r} did not appear in {timeout:.0f} s:\n{log}"
-        time.sleep(0.5)

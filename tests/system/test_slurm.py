@@ -4,15 +4,14 @@ A sweep of three tiny digits trials (1 CPU each) runs as one job on 1 node and o
 Ray head starts at the first node's address, one worker step per other node joins it, the trials run
 on different nodes (the ``node`` column), the results land once in the shared folder, a second
 submission runs nothing, and ``ablate status`` / ``ablate table`` read them from the login side (this
-machine, outside the nodes). A third test stops a running 3-node job the way SLURM's time-limit
-warning does (USR1 to the batch shell) and checks that the job requeues itself and finishes the sweep
-in its second run.
+machine, outside the nodes). The 1-node run is the baseline for the wall time (opt-in: it adds a
+job). The time-limit warning and requeue on 3 nodes: test_slurm_node_loss.py.
 """
 
 from __future__ import annotations
 
+import os
 import re
-import time
 from collections import Counter
 
 import pandas as pd
@@ -26,10 +25,8 @@ from helpers.jobs import (
     parquet_digest,
     ray_processes_of,
     submit,
-    wait_log,
     write_sweep,
 )
-from helpers.slurm import ENDED
 
 pytestmark = pytest.mark.system
 
@@ -44,8 +41,13 @@ def run_seconds(info: dict[str, str]) -> int:
     return int(days or 0) * 86400 + h * 3600 + m * 60 + s
 
 
+@pytest.mark.skipif(
+    not os.environ.get("ABLATE_SLURM_COMPARE"),
+    reason="the 1-node baseline of the 3-node sweep's wall time; set ABLATE_SLURM_COMPARE=1 to measure it",
+)
 def test_one_node_job_runs_the_sweep(slurm_cluster, shared_dir, measured):
-    """--nodes 1: the head alone, on 127.0.0.1; the three trials one after another on node1's CPU."""
+    """--nodes 1: the head alone, on 127.0.0.1; the three trials one after another on node1's CPU
+    (the same sweep as below, for the wall time of 3 nodes vs 1)."""
     name = "slurm_one"
     sweep = write_sweep(shared_dir, name, epochs=2, predictors=THREE, extra=TABLE)
     job = submit(slurm_cluster, shared_dir, sweep, nodes=1)
@@ -95,37 +97,3 @@ def test_three_node_job_spreads_the_sweep_then_a_resubmission_runs_nothing(slurm
     assert main(["table", str(results)]) == 0
     table = capsys.readouterr().out
     assert all(p in table for p in ("linear", "none", "directpred")), table
-
-
-@pytest.mark.slow  # ~90 s: two Ray starts on 3 nodes, and SLURM holds the requeued job back for cred_expire (10 s)
-def test_time_limit_warning_stops_and_requeues_a_three_node_job(slurm_cluster, shared_dir):
-    """USR1 to the batch shell (what --signal=B:USR1@grace sends before --time runs out) stops
-    ablate run, keeps what finished, requeues the job, and the requeued run finishes the sweep on
-    the 3 nodes again."""
-    name = "slurm_requeue"
-    # the fast none-predictor trial finishes first while the two others are still running
-    sweep = write_sweep(shared_dir, name, epochs=8, every=4, predictors=THREE)
-    results = shared_dir / "results" / name
-    job = submit(slurm_cluster, shared_dir, sweep, "--shared-storage-ok", "--max-requeues", "1", nodes=3)
-    wait_log(slurm_cluster, shared_dir, name, job, r"trials 1/3")
-    slurm_cluster.run("scancel", "--batch", "--signal=USR1", job)
-
-    deadline = time.monotonic() + 360
-    while True:  # the requeued run (restart 1) must finish the sweep
-        info = slurm_cluster.job_info(job)
-        if info.get("JobState") in ENDED and info.get("Restarts") == "1":
-            break
-        assert time.monotonic() < deadline, f"{info}\n{job_log(shared_dir, name, job)}"
-        time.sleep(1)
-    log = job_log(shared_dir, name, job)
-    assert info["JobState"] == "COMPLETED" and info["ExitCode"] == "0:0", f"{info}\n{log}"
-    first, _, second = log.partition("restart 1")
-    assert "time limit in" in first and "requeueing job" in first, log
-    assert "ablate run exited with code 130" in first, log  # SIGTERM reached ablate run, which stopped
-    assert "Ray is up on all 3 nodes" in second, log
-    final = pd.read_parquet(results).query("is_final")
-    assert set(final.trial_id) == expected_trial_ids(sweep) and final.trial_id.is_unique, log
-    resumed = re.search(r"resuming: (\d) of 3 trials already done", second)
-    assert resumed and int(resumed.group(1)) >= 1, log  # the requeued run skipped what the first finished
-    assert re.search(rf"\b{3 - int(resumed.group(1))} trials? run, {resumed.group(1)} already done", second), log
-    assert "ablate run exited with code 0" in second, log

@@ -114,7 +114,7 @@ for node in "${WORKER_NODES[@]}"; do
   RAY_PIDS+=($!)
 done
 if wait_nodes "${#NODES[@]}"; then
-  log "Ray is up on all ${#NODES[@]} nodes"
+  log "Ray is up on ${#NODES[@]} node(s)"
 elif (( $(ray_nodes) == 0 )); then
   log "the Ray head did not start"
   exit 1

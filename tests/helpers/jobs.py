@@ -7,6 +7,7 @@ import hashlib
 import re
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 
 from helpers.slurm import SlurmCluster
@@ -106,3 +107,17 @@ def assert_completed(cluster: SlurmCluster, folder: Path, name: str, job: str, t
         f"job {job}: {info.get('JobState')} {info.get('ExitCode')}\n{job_log(folder, name, job)}\n{cluster.logs()}"
     )
     return info
+
+
+def phases(log: str) -> str:
+    """How long the job's first run took to start Ray and to run ``ablate run``, from the log's
+    timestamps: ``"Ray up in A s, ablate run B s"``."""
+    stamps = {}
+    for key, pattern in (("start", r"Ray head on"), ("up", r"Ray is up|going on with|running ablate run"),
+                         ("end", r"ablate run exited")):  # fmt: skip
+        m = re.search(rf"\[ablate (\d{{4}}-\d\d-\d\d \d\d:\d\d:\d\d)\] [^\n]*?(?:{pattern})", log)
+        stamps[key] = datetime.fromisoformat(m.group(1)) if m else None
+    if None in stamps.values():
+        return "(phases not in the log)"
+    ray_s = (stamps["up"] - stamps["start"]).total_seconds()
+    return f"Ray up in {ray_s:.0f} s, ablate run {(stamps['end'] - stamps['up']).total_seconds():.0f} s"

@@ -61,13 +61,12 @@ def netns_pids(netns: str) -> list[int]:
 
 
 def _pid_alive(pid: int) -> bool:
+    """A process with this pid exists and is not a zombie."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
         return False
-    except PermissionError:
-        return True
-    return True
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def _kill_netns(netns: str) -> None:
@@ -96,14 +95,26 @@ def _free_subnet() -> str:
 
 
 def remove_stale() -> None:
-    """Remove the namespaces, bridge, hosts files and folders of test clusters whose process is gone."""
-    for line in _ip("netns", "list", check=False).stdout.splitlines():
-        m = re.match(r"ablate-([0-9a-f]+)-\S+", line)
-        if m and not _pid_alive(int(m.group(1), 16)):
-            _kill_netns(m.group(0))
-            _ip("netns", "del", m.group(0), check=False)
-            _ip("link", "del", f"abl{m.group(1)}br", check=False)
-            shutil.rmtree(ROOT / m.group(1), ignore_errors=True)
+    """Remove what test clusters whose process is gone left behind: their namespaces (and every
+    process in them), bridges, slurmctld and munged (by their pid files), and folders."""
+    stale = {m.group(1) for line in _ip("netns", "list", check=False).stdout.splitlines()
+             if (m := re.match(r"ablate-([0-9a-f]+)-", line))}  # fmt: skip
+    stale |= {p.name for p in ROOT.glob("*") if re.fullmatch(r"[0-9a-f]+", p.name)} if ROOT.is_dir() else set()
+    for ident in sorted(i for i in stale if not _pid_alive(int(i, 16))):
+        for line in _ip("netns", "list", check=False).stdout.splitlines():
+            if line.startswith(f"ablate-{ident}-"):
+                netns = line.split()[0]
+                _kill_netns(netns)
+                _ip("netns", "del", netns, check=False)
+        _ip("link", "del", f"abl{ident}br", check=False)
+        for pid_file, daemon in (("slurmctld.pid", "slurmctld"), ("munge/munged.pid", "munged")):
+            try:
+                pid = int((ROOT / ident / pid_file).read_text().split()[0])
+                if daemon.encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    os.kill(pid, signal.SIGKILL)
+            except (OSError, ValueError, IndexError):
+                pass
+        shutil.rmtree(ROOT / ident, ignore_errors=True)
 
 
 @dataclass
@@ -254,13 +265,6 @@ class NodeCluster(SlurmCluster):
         if node.slurmd is not None:
             node.slurmd.wait(10)
         return pids
-
-    def on_node(self, name: str, *cmd: str, timeout: float = 60) -> subprocess.CompletedProcess:
-        """Run ``cmd`` on a node as its processes see the world (its network, hostname and /tmp)."""
-        node = self.by_name(name)
-        assert node.slurmd is not None and node.slurmd.poll() is None, f"{name} is down"
-        enter = [which("nsenter"), "-t", str(node.slurmd.pid), "-n", "-u", "-m", "--"]
-        return subprocess.run([*enter, *cmd], env=self.env, capture_output=True, text=True, timeout=timeout)
 
     def stop(self) -> None:
         """Cancel what is left, stop every daemon and process of the cluster, remove its network,

@@ -70,11 +70,8 @@ stop_ray() {  # ablate run has written everything by now: end the Ray steps at o
 }
 trap stop_ray EXIT
 
-ray_nodes() {  # alive nodes of our Ray cluster (the "Active:" block of `ray status`)
-  local n
-  n=$(timeout 60 "${RAY[@]}" status --address="$RAY_HEAD" 2>/dev/null | sed -n '/^Active:/,/^Pending:/p' \
-      | grep -c 'node_' || true)
-  echo "${n:-0}"
+ray_nodes() {  # alive nodes of our Ray cluster, as its GCS counts them
+  "$PYTHON" -m ablate.runner.nodes wait "$RAY_HEAD" 0 0 2>/dev/null || echo 0
 }
 
 wait_head() {  # until the head's GCS port answers (a bash TCP probe: no Python while Ray starts)
@@ -88,14 +85,11 @@ wait_head() {  # until the head's GCS port answers (a bash TCP probe: no Python 
 }
 
 wait_nodes() {  # wait_nodes N: until N Ray nodes are up (best effort: Tune uses late nodes as they join)
-  local deadline=$(( SECONDS + RAY_WAIT_S ))
-  until (( $(ray_nodes) >= $1 )); do
+  local deadline=$(( SECONDS + RAY_WAIT_S )) n=0
+  # one Python process polls the GCS for up to 20 s at a time; in between, the Ray steps must still run
+  until n=$("$PYTHON" -m ablate.runner.nodes wait "$RAY_HEAD" "$1" 20 2>/dev/null); do
     if [[ -z "$(running)" ]]; then log "the Ray steps exited early (their output is above)"; return 1; fi
-    if (( SECONDS >= deadline )); then
-      log "only $(ray_nodes) of $1 Ray nodes up after ${RAY_WAIT_S}s"
-      return 1
-    fi
-    sleep 2
+    if (( SECONDS >= deadline )); then log "only ${n:-0} of $1 Ray nodes up after ${RAY_WAIT_S}s"; return 1; fi
   done
 }
 

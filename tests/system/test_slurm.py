@@ -83,7 +83,8 @@ def test_three_node_job_spreads_the_sweep_then_a_resubmission_runs_nothing(slurm
     assert sorted(p.name for p in results.iterdir()) == sorted(f"{t}.parquet" for t in final.trial_id)
     assert "stopping Ray on 3 node(s)" in log and not ray_processes_of(job), "Ray outlived its job"
     measured(
-        f"3 trials on 3 nodes: job run time {run_seconds(info)} s, trials per node {dict(sorted(per_node.items()))}"
+        f"3 trials on 3 nodes: job run time {run_seconds(info)} s ({phases(log)}), "
+        f"trials per node {dict(sorted(per_node.items()))}"
     )
 
     before = parquet_digest(results)

@@ -419,7 +419,7 @@ STUB_PYTHON = r"""#!/bin/bash
 # stands in for the interpreter: Ray's CLI, ablate run, route-ip
 log="$STUB_DIR/calls"
 case "$*" in
-  "-m ray.scripts.scripts status"*) printf 'Node status\nActive:\n 1 node_a\n 1 node_b\n 1 node_c\nPending:\n (no pending nodes)\n' ;;
+  "-m ablate.runner.nodes wait"*) echo "nodes $*" >> "$log"; echo "$5" ;;
   "-m ray.scripts.scripts start"*) echo "ray-start $*" >> "$log"; exec sleep 60 ;;
   "-m ablate.cluster.slurm route-ip"*) echo 10.0.0.1 ;;
   "-c "*) exec python3 "$@" ;;

@@ -25,8 +25,9 @@ else
   HEAD_IP=127.0.0.1
 fi
 RAY_HEAD="$HEAD_IP:$PORT"
-# Ray's files per job: /tmp/ray/ray_current_cluster would make any later ray.init() on these nodes
-# (another user's, another job's) attach to this cluster, or fail once it is gone
+# Ray's files per job and node (/tmp/ray-<job>-<k> on the job's k-th node): /tmp/ray/ray_current_cluster
+# would make any later ray.init() on these nodes (another user's, another job's) attach to this
+# cluster, or fail once it is gone; and where nodes share /tmp, each raylet needs its own sockets
 RAY_TMP="/tmp/ray-$SLURM_JOB_ID"
 # Ray's token authentication with a fresh token per job, handed to every node by srun's environment
 # (not via ~/.ray/auth_token, which a node may or may not share): nobody else can drive this cluster
@@ -96,15 +97,15 @@ wait_nodes() {  # wait_nodes N: until N Ray nodes are up (best effort: Tune uses
 log "job $SLURM_JOB_ID: Ray head on $HEAD_NODE at $RAY_HEAD, $WORKERS worker node(s), restart ${SLURM_RESTART_COUNT:-0}"
 srun --nodes=1 --ntasks=1 --cpus-per-task="$NODE_CPUS" "${SRUN_GPUS[@]}" --nodelist="$HEAD_NODE" \
   "${RAY[@]}" start --head --block --node-ip-address="$HEAD_IP" --port="$PORT" --include-dashboard=false \
-  --num-cpus="$NODE_CPUS" --num-gpus="$NODE_GPUS" --temp-dir="$RAY_TMP" --disable-usage-stats &
+  --num-cpus="$NODE_CPUS" --num-gpus="$NODE_GPUS" --temp-dir="$RAY_TMP-0" --disable-usage-stats &
 RAY_PIDS+=($!)
 wait_head || exit 1
 # One step per worker node (not one step over all of them): a lost node ends its own step only, and
 # the Ray workers on the other nodes go on
-for node in "${WORKER_NODES[@]}"; do
-  srun --nodes=1 --ntasks=1 --cpus-per-task="$NODE_CPUS" "${SRUN_GPUS[@]}" --nodelist="$node" \
+for k in "${!WORKER_NODES[@]}"; do
+  srun --nodes=1 --ntasks=1 --cpus-per-task="$NODE_CPUS" "${SRUN_GPUS[@]}" --nodelist="${WORKER_NODES[k]}" \
     "${RAY[@]}" start --block --address="$RAY_HEAD" --num-cpus="$NODE_CPUS" --num-gpus="$NODE_GPUS" \
-    --temp-dir="$RAY_TMP" --disable-usage-stats &
+    --temp-dir="$RAY_TMP-$(( k + 1 ))" --disable-usage-stats &
   RAY_PIDS+=($!)
 done
 if wait_nodes "${#NODES[@]}"; then

@@ -88,14 +88,14 @@ def parquet_digest(folder: Path) -> dict[str, str]:
 
 
 def ray_processes_of(job: str) -> list[str]:
-    """Command lines of processes still using this job's Ray temp dir (/tmp/ray-<job> on any node)."""
+    """Command lines of processes still using one of this job's Ray folders (/tmp/ray-<job>-<k>)."""
     found = []
     for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
         try:
             text = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        if f"/tmp/ray-{job}" in text:
+        if f"/tmp/ray-{job}-" in text:
             found.append(text[:200])
     return found
 

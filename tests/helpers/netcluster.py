@@ -1,11 +1,12 @@
 """A SLURM cluster of several nodes on this one machine: each node a Linux network namespace with its
-own address on a private bridge, its own hostname (a UTS namespace), its own /tmp (a mount
-namespace) and its own ``slurmd -N <node>``; one ``slurmctld`` and one ``munged`` (private socket,
-the machine's key) serve them from the machine itself, which plays the login node.
+own address on a private bridge, its own hostname (a UTS namespace), an /etc/hosts naming every node
+(a mount namespace) and its own ``slurmd -N <node>`` with its own spool, pid and log file; one
+``slurmctld`` and one ``munged`` (private socket, the machine's key) serve them from the machine
+itself, which plays the login node.
 
-The nodes share every other folder of the machine: that is the cluster's shared storage (a
-multi-node job must put its storage outside /tmp, as on a real cluster). Names resolve through one
-hosts file that every node has mounted over its /etc/hosts.
+The nodes share the machine's folders: that is the cluster's shared storage. /tmp is shared too
+(on a real cluster each node has its own): the job script keeps each node's Ray files apart, and a
+multi-node job's storage goes outside /tmp (:attr:`NodeCluster.shared`), as the storage rule asks.
 Addresses come from 198.18.0.0/15 (RFC 2544's benchmarking range): a /24 that no interface or
 route of the machine uses, the bridge at ``.1``, node k at ``.1k``. Traffic stays on the bridge.
 
@@ -47,7 +48,6 @@ class Node:
     netns: str
     ip: str
     veth: str  # its link's end on the bridge
-    tmp: Path  # what it sees as /tmp
     slurmd: subprocess.Popen | None = None
 
 
@@ -129,7 +129,8 @@ class NodeCluster(SlurmCluster):
 
     @property
     def shared(self) -> Path:
-        """A folder every node sees at the same path (and not node-local /tmp): put work there."""
+        """The cluster's shared storage: a folder outside /tmp (which a real cluster's nodes each have of
+        their own) at the same path on every node. Put the tests' work there."""
         return self.root / "shared"
 
     @property
@@ -163,7 +164,7 @@ class NodeCluster(SlurmCluster):
         root.chmod(0o755)
         prefix = _free_subnet()
         nodes = [
-            Node(f"node{k}", f"ablate-{ident}-node{k}", f"{prefix}.{10 + k}", f"abl{ident}n{k}", root / f"node{k}-tmp")
+            Node(f"node{k}", f"ablate-{ident}-node{k}", f"{prefix}.{10 + k}", f"abl{ident}n{k}")
             for k in range(1, n_nodes + 1)
         ]
         login = subprocess.run(["hostname", "-s"], capture_output=True, text=True, check=True).stdout.strip()
@@ -216,8 +217,6 @@ class NodeCluster(SlurmCluster):
             _ip("-n", n.netns, "link", "set", "eth0", "up")
             _ip("-n", n.netns, "link", "set", "lo", "up")
             self.hosts.write_text(hosts)
-            n.tmp.mkdir(parents=True, exist_ok=True)
-            n.tmp.chmod(0o1777)
 
     def _conf(self, login: str, munge_socket: Path, memory_mb: int) -> str:
         # cred_expire is also how long a requeued job waits before it starts again (default 120 s)
@@ -241,14 +240,14 @@ class NodeCluster(SlurmCluster):
 
     def start_node(self, name: str, wait: bool = True) -> None:
         """Start (or restart, after :meth:`kill_node`) the node's slurmd in its namespaces: its network,
-        its own hostname, and its own /tmp and /etc/hosts mounted over the machine's. (Not ``ip netns
+        its own hostname, and the cluster's hosts file mounted over /etc/hosts. (Not ``ip netns
         exec``, which mounts a fresh /sys without the cgroup folders slurmd needs.)"""
         node = self.by_name(name)
-        script = 'hostname "$1" && mount --bind "$2" /tmp && mount --bind "$3" /etc/hosts && exec "$4" -D -N "$1"'
+        script = 'hostname "$1" && mount --bind "$2" /etc/hosts && exec "$3" -D -N "$1"'
         node.slurmd = subprocess.Popen(
             [which("nsenter"), f"--net=/run/netns/{node.netns}", "--"]
             + [which("unshare"), "--uts", "--mount", "--propagation", "private"]
-            + ["sh", "-c", script, "sh", name, str(node.tmp), str(self.hosts), which("slurmd")],
+            + ["sh", "-c", script, "sh", name, str(self.hosts), which("slurmd")],
             env=self.env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -305,7 +304,7 @@ def _main() -> int:
     try:
         print(f"{args.nodes} nodes up in {cluster.start_s:.1f} s:")
         for n in cluster.nodes:
-            print(f"  {n.name}  {n.ip}  (netns {n.netns}, /tmp = {n.tmp})")
+            print(f"  {n.name}  {n.ip}  (netns {n.netns})")
         print(f"shared folder: {cluster.shared}\nexport SLURM_CONF={cluster.env['SLURM_CONF']}")
         print(f"a shell on a node: nsenter -t {cluster.nodes[0].slurmd.pid} -n -u -m bash")
         print("Ctrl-C stops the cluster.", flush=True)

@@ -1,7 +1,7 @@
 """The services the system tests start: a real SLURM cluster of 3 nodes on this machine, and one local Ray.
 
 The cluster (:class:`helpers.netcluster.NodeCluster`) is Debian's slurmctld, slurmd and munge, with
-node1..node3 (one CPU each) in network namespaces on a private bridge, their own hostnames and /tmp;
+node1..node3 (one CPU each) in network namespaces on a private bridge, with their own hostnames;
 ``cluster.shared`` is the folder all of them see. It is private to the test session (its own
 slurm.conf, state, spool, logs, ports and munged socket; the clients find it through ``SLURM_CONF``:
 pass ``cluster.env`` to every subprocess) and shared by every SLURM test of the session, single-node
@@ -55,8 +55,8 @@ def slurm_cluster():
 
 @pytest.fixture
 def shared_dir(slurm_cluster, request):
-    """A fresh folder in the cluster's shared storage, which every node sees (pytest's tmp_path is
-    under /tmp, which each node has of its own). Removed with the cluster."""
+    """A fresh folder in the cluster's shared storage (outside /tmp, where a real cluster's nodes each
+    have their own files). Removed with the cluster."""
     path = slurm_cluster.shared / re.sub(r"\W", "_", request.node.name)[:80]
     path.mkdir()
     return path

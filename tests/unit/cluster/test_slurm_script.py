@@ -175,7 +175,7 @@ def test_sbatch_lines_follow_the_options():
     }
     # one Ray runtime per node: the head step, then one step on each other node
     assert "SRUN_GPUS=(--gpus-per-node=8)" in text
-    assert 'for node in "${WORKER_NODES[@]}"; do\n  srun --nodes=1 --ntasks=1' in text
+    assert 'for k in "${!WORKER_NODES[@]}"; do\n  srun --nodes=1 --ntasks=1' in text
     assert "NODE_CPUS=64" in text and "NODE_GPUS=8" in text
 
 

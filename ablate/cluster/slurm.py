@@ -47,17 +47,33 @@ def sbatch_submit(script: Path | str, sbatch: str = "sbatch") -> str:
 
 
 def check_fits(resources, options: SlurmOptions) -> None:
-    """One trial must fit on one node's Ray runtime, or Ray would keep it pending for ever."""
+    """Every trial must fit the job's nodes, or Ray would keep it pending for ever: a one-process trial
+    on one node's Ray runtime; a data-parallel trial's ``workers`` (each ``cpu / workers`` CPUs and
+    ``gpus_per_worker`` GPUs) spread over the nodes, as Ray Train places them."""
     cpu, gpu = float(getattr(resources, "cpu", 0) or 0), float(getattr(resources, "gpu", 0) or 0)
-    if cpu > options.cpus_per_task:
+    workers = int(getattr(resources, "workers", 1) or 1)
+    per_cpu = cpu / workers
+    per_gpu = float(getattr(resources, "gpus_per_worker", None) or gpu / workers)
+    what = "a trial needs" if workers == 1 else f"each of a trial's {workers} data-parallel workers needs"
+    if per_cpu > options.cpus_per_task:
         raise UserError(
-            f"a trial needs {cpu:g} CPUs (resources.cpu) but a node gets --cpus-per-task "
-            f"{options.cpus_per_task}; raise --cpus-per-task or lower resources.cpu"
+            f"{what} {per_cpu:g} CPUs but a node gets --cpus-per-task {options.cpus_per_task}; "
+            f"raise --cpus-per-task or lower resources.cpu"
         )
-    if gpu > options.gpus_per_node:
+    if per_gpu > options.gpus_per_node:
         raise UserError(
-            f"a trial needs {gpu:g} GPUs (resources.gpu) but a node gets --gpus-per-node "
-            f"{options.gpus_per_node}; raise --gpus-per-node or lower resources.gpu"
+            f"{what} {per_gpu:g} GPUs but a node gets --gpus-per-node {options.gpus_per_node}; "
+            f"raise --gpus-per-node or lower resources.gpu"
+        )
+    per_node = min(
+        int(options.cpus_per_task // per_cpu + 1e-9) if per_cpu else workers,
+        int(options.gpus_per_node // per_gpu + 1e-9) if per_gpu else workers,
+    )
+    if per_node * options.nodes < workers:
+        raise UserError(
+            f"a trial's {workers} data-parallel workers ({per_cpu:g} CPUs, {per_gpu:g} GPUs each) do not fit "
+            f"on {options.nodes} node(s) of --cpus-per-task {options.cpus_per_task} and --gpus-per-node "
+            f"{options.gpus_per_node}; raise --nodes or lower resources.workers"
         )
 
 
@@ -91,7 +107,16 @@ def submit_sweep(
     storage = storage if "://" in storage else os.path.abspath(storage)
     check_shared_storage(storage, options.nodes, shared_storage_ok)
     logs = slurm_dir(sweep.name, storage)
-    script = render_sbatch(options, source, sweep.name, storage, logs, sets, max_concurrent=max_concurrent)
+    script = render_sbatch(
+        options,
+        source,
+        sweep.name,
+        storage,
+        logs,
+        sets,
+        max_concurrent=max_concurrent,
+        shared_storage_ok=shared_storage_ok and options.nodes > 1,
+    )
     if dry_run:
         out.write(script)
         return None

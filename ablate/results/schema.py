@@ -15,6 +15,7 @@ import datetime as dt
 import json
 import math
 import numbers
+import platform
 import types
 import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -50,6 +51,12 @@ COMMON_COLUMNS: list[Column] = [
     ),
     ("started_at", pa.string(), "UTC start time, ISO 8601"),
     ("device", pa.string(), "device the trial ran on (e.g. cpu, NVIDIA H100)"),
+    (
+        "node",
+        pa.string(),
+        "hostname of the machine that computed the row (a data-parallel trial: every worker's, comma-separated "
+        "in rank order); rows from before a resume keep the node that computed them",
+    ),
     ("git_sha", pa.string(), "commit of the ablate checkout"),
     ("git_dirty", pa.bool_(), "uncommitted changes in the checkout"),
     ("versions", pa.string(), "JSON: python, torch, torchvision, ray, ablate versions"),
@@ -104,10 +111,11 @@ def to_table(rows: Iterable[Mapping[str, Any]], schema: pa.Schema) -> pa.Table:
 
 
 def trial_columns(
-    config: Any, kind: str, trial_id: str, plugins: Sequence[Any], seed: int, device: str
+    config: Any, kind: str, trial_id: str, plugins: Sequence[Any], seed: int, device: str, node: str | None = None
 ) -> dict[str, Any]:
     """Identity + every config leaf (dotted) + provenance: the columns every row of one trial carries.
-    ``plugins`` are the :class:`ablate.config.registry.Origin` of the plugins the trial uses."""
+    ``plugins`` are the :class:`ablate.config.registry.Origin` of the plugins the trial uses; ``node``
+    defaults to this machine's hostname."""
     tree = to_dict(config)
     sha, dirty = git_state()
     cols = {k: v for k, v in flatten(tree).items() if k != "kind"}
@@ -126,6 +134,7 @@ def trial_columns(
             "git_dirty": dirty,
             "versions": versions(),
             "device": device,
+            "node": platform.node() if node is None else node,
             "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         }
     )

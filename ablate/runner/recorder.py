@@ -184,7 +184,9 @@ class Recording:
         if tid not in self.summary.failed:  # died before it could report (e.g. a lost node)
             resolved = resolve(trial.config["trial"])
             error = _last_error_line(trial)
-            if not self._write(tid, [resolved.kind.failed_row(resolved.config, error) | resolved.columns]):
+            node = (trial.last_result or {}).get("hostname") or "unknown"  # where it last reported from
+            row = resolved.kind.failed_row(resolved.config, error) | resolved.columns | {"node": node}
+            if not self._write(tid, [row]):
                 return
             self.summary.failed[tid] = error
         self.view.finish(tid, "failed")

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import platform
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -67,6 +68,12 @@ class DataParallel:
     @property
     def is_main(self) -> bool:
         return self.rank == 0
+
+    def hosts(self) -> str:
+        """Every rank's hostname, comma-separated in rank order (a collective: every rank calls it)."""
+        names: list[object] = [None] * self.world
+        dist.all_gather_object(names, platform.node())
+        return ",".join(str(n) for n in names)
 
 
 def check_batch(batch_size: int, workers: int) -> str | None:

@@ -247,8 +247,11 @@ def pretrain(
     t0 = time.perf_counter()
     loop = build_loop(cfg)
     main = loop.dp is None or loop.dp.is_main
-    # the caller adds the trial's identity, config and provenance columns (its kind record's)
+    # the caller adds the trial's identity, config and provenance columns (its kind record's); a
+    # data-parallel trial ran on its workers' hosts, in rank order
     base = {"device": device_name(loop.device), "status": "ok", "error": None, "is_final": False}
+    if loop.dp:
+        base["node"] = loop.dp.hosts()
     rows, resumed, wall_before = _resume(loop, checkpointer, report)
     t0 -= wall_before
     device_s = (rows[-1].get("device_s") or 0.0) if rows else 0.0  # what earlier runs of it computed

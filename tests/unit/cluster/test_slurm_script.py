@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shlex
+import shutil
 import signal
 import subprocess
 import time
@@ -43,19 +45,17 @@ def sbatch_lines(text: str) -> dict[str, str | None]:
     return out
 
 
-def run_line(text: str) -> list[str]:
-    [line] = [ln for ln in text.splitlines() if " -m ablate.cli run " in ln]
-    return shlex.split(line)
+def run_args(text: str) -> list[str]:
+    """The words of the settings block's ``RUN_ARGS=(...)``: the arguments of ``ablate run``."""
+    [line] = [ln for ln in text.splitlines() if ln.startswith("RUN_ARGS=(")]
+    assert line.endswith(")")
+    return shlex.split(line[len("RUN_ARGS=(") : -1])
 
 
 # ---------------------------------------------------------------- quoting
 def test_sweep_path_and_set_values_are_single_shell_words():
     text = render(sweep_path=NASTY_PATH, sets=[NASTY_SET, "optim.lr=0.05"], max_concurrent=3)
-    assert run_line(text) == [
-        "$PYTHON",
-        "-m",
-        "ablate.cli",
-        "run",
+    assert run_args(text) == [
         NASTY_PATH,
         "--storage",
         "/shared/results",
@@ -65,16 +65,16 @@ def test_sweep_path_and_set_values_are_single_shell_words():
         "optim.lr=0.05",
         "--max-concurrent",
         "3",
-        "--address",
-        "$RAY_HEAD",
-        "&",
     ]
+    assert '"$PYTHON" -m ablate.cli run "${RUN_ARGS[@]}" --address "$RAY_HEAD" &' in text
     assert "$(rm" not in text.replace(shlex.quote(NASTY_PATH), "")  # only ever inside its quoted word
 
 
 def test_bash_itself_reads_the_run_line_back_word_for_word(tmp_path):
-    """Not only shlex: the run line executed by bash hands ablate exactly the original strings."""
+    """Not only shlex: the settings' RUN_ARGS and the run line, executed by bash, hand ablate exactly
+    the original strings."""
     text = render(sweep_path=NASTY_PATH, sets=[NASTY_SET])
+    [settings] = [ln for ln in text.splitlines() if ln.startswith("RUN_ARGS=(")]
     [line] = [ln.strip() for ln in text.splitlines() if " -m ablate.cli run " in ln]
     argv_file = tmp_path / "argv"
     fake = tmp_path / "python"
@@ -82,7 +82,7 @@ def test_bash_itself_reads_the_run_line_back_word_for_word(tmp_path):
     fake.chmod(0o755)
     line = line.removesuffix("&")
     subprocess.run(
-        ["bash", "-c", f"set -euo pipefail; PYTHON={shlex.quote(str(fake))}; RAY_HEAD=h:1; {line}"],
+        ["bash", "-c", f"set -euo pipefail; PYTHON={shlex.quote(str(fake))}; RAY_HEAD=h:1; {settings}\n{line}"],
         check=True,
         cwd=tmp_path,
         timeout=10,
@@ -121,6 +121,27 @@ def test_settings_are_quoted_and_the_script_parses(tmp_path):
     subprocess.run(["bash", "-n", str(path)], check=True, timeout=10)
 
 
+def test_the_job_is_job_sh_verbatim_after_the_settings():
+    """The bash body is the packaged job.sh from its `# ---- job` line on, unchanged."""
+    text = render(sweep_path=NASTY_PATH, sets=[NASTY_SET])
+    template = (REPO / "ablate/cluster/job.sh").read_text()
+    body = template.split("# ---- job\n", 1)[1]
+    assert text.endswith("\n\n" + body)
+    assert text.index("RUN_ARGS=(") < text.index(body)
+
+
+@pytest.mark.skipif(not shutil.which("shellcheck"), reason="shellcheck is not installed (pip install 'ablate[dev]')")
+def test_a_rendered_script_passes_shellcheck(tmp_path):
+    """The whole script as sbatch gets it, settings from awkward values included (make lint checks
+    job.sh alone). Warnings and errors: the info SC2016 ("$ does not expand in single quotes") is
+    what a shell-quoted value is for."""
+    opts = SlurmOptions(nodes=3, gpus_per_node=2, max_requeues=2, sbatch_args=("--qos=high",))
+    path = tmp_path / "job.sbatch"
+    path.write_text(render(opts, sweep_path=NASTY_PATH, sets=[NASTY_SET], storage="/shared/my results"))
+    proc = subprocess.run(["shellcheck", "--severity=warning", str(path)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout
+
+
 # ---------------------------------------------------------------- #SBATCH lines
 def test_sbatch_lines_follow_the_options():
     opts = SlurmOptions(
@@ -147,13 +168,14 @@ def test_sbatch_lines_follow_the_options():
         "--output": "/lustre/r/_stl10_directpred/slurm/%j.out",
         "--open-mode": "append",
         "--requeue": None,
+        "--no-kill": None,
         "--signal": "B:USR1@90",
         "--qos": "high",
         "--exclusive": None,
     }
-    # one Ray runtime per node: the head step, then one step over the 3 other nodes
+    # one Ray runtime per node: the head step, then one step on each other node
     assert "SRUN_GPUS=(--gpus-per-node=8)" in text
-    assert 'srun --nodes="$WORKERS" --ntasks="$WORKERS" --ntasks-per-node=1' in text
+    assert 'for k in "${!WORKER_NODES[@]}"; do\n  srun --nodes=1 --ntasks=1' in text
     assert "NODE_CPUS=64" in text and "NODE_GPUS=8" in text
 
 
@@ -178,7 +200,7 @@ def test_job_name_and_log_folder_are_safe_for_sbatch():
 def test_uri_storage_keeps_slurm_logs_under_the_submit_dir():
     text = render(storage="s3://bucket/results")
     assert sbatch_lines(text)["--output"] == os.path.abspath("results/_s/slurm") + "/%j.out"
-    assert run_line(text)[5:7] == ["--storage", "s3://bucket/results"]
+    assert run_args(text)[1:3] == ["--storage", "s3://bucket/results"]
 
 
 # ---------------------------------------------------------------- validation
@@ -237,6 +259,20 @@ def test_trial_must_fit_one_node():
         check_fits(res, SlurmOptions(cpus_per_task=2, gpus_per_node=1))
     with pytest.raises(UserError, match="needs 1 GPUs"):
         check_fits(res, SlurmOptions(cpus_per_task=4))
+
+
+def test_a_data_parallel_trial_may_span_nodes_worker_by_worker():
+    ddp = argparse.Namespace(cpu=2.0, gpu=0.0, workers=2, gpus_per_worker=0.0)
+    check_fits(ddp, SlurmOptions(nodes=2, cpus_per_task=1))  # one 1-CPU worker on each node
+    check_fits(ddp, SlurmOptions(nodes=1, cpus_per_task=2))
+    with pytest.raises(UserError, match=r"2 data-parallel workers \(1 CPUs, 0 GPUs each\) do not fit on 1 node"):
+        check_fits(ddp, SlurmOptions(nodes=1, cpus_per_task=1))
+    with pytest.raises(UserError, match="each of a trial's 2 data-parallel workers needs 2 CPUs"):
+        check_fits(argparse.Namespace(cpu=4.0, gpu=0.0, workers=2, gpus_per_worker=0.0), SlurmOptions(nodes=4))
+    gpus = argparse.Namespace(cpu=16.0, gpu=16.0, workers=16, gpus_per_worker=1.0)
+    check_fits(gpus, SlurmOptions(nodes=2, cpus_per_task=8, gpus_per_node=8))
+    with pytest.raises(UserError, match="do not fit on 2 node"):
+        check_fits(gpus, SlurmOptions(nodes=2, cpus_per_task=8, gpus_per_node=4))
 
 
 # ---------------------------------------------------------------- shared storage rule
@@ -331,7 +367,7 @@ def test_dry_run_prints_the_script_and_does_not_call_sbatch(tmp_path, fake_sbatc
         "--dry-run",
     )
     assert text.startswith("#!/bin/bash\n") and sbatch_lines(text)["--job-name"] == "ablate-smoke"
-    assert run_line(text)[4:9] == [
+    assert run_args(text)[:5] == [
         str(REPO / "sweeps/smoke.yaml"),
         "--storage",
         str(tmp_path / "r"),
@@ -362,6 +398,14 @@ def test_sbatch_refusal_becomes_one_line_user_error(tmp_path, fake_sbatch, monke
         sbatch_submit(script, sbatch=str(tmp_path / "no-sbatch"))
 
 
+def test_shared_storage_ok_reaches_ablate_run_in_the_job(tmp_path, fake_sbatch, capsys):
+    """The job's ``ablate run`` sees the same multi-node Ray cluster and applies the same storage rule:
+    the user's --shared-storage-ok must go along, or the job refuses what submit accepted."""
+    argv = [str(REPO / "sweeps/smoke.yaml"), "--nodes", "2", "--storage", "/srv/r", "--dry-run"]
+    assert "--shared-storage-ok" in run_args(submit_cli(capsys, *argv, "--shared-storage-ok"))
+    assert "--shared-storage-ok" not in run_args(submit_cli(capsys, *argv[:2], "1", *argv[3:], "--shared-storage-ok"))
+
+
 def test_submit_refuses_multi_node_on_tmp(tmp_path, fake_sbatch, capsys):
     assert main(["submit", str(REPO / "sweeps/smoke.yaml"), "--nodes", "2", "--storage", "/tmp/ablate-results"]) == 2
     assert "/tmp is node-local" in capsys.readouterr().err
@@ -377,7 +421,7 @@ STUB_PYTHON = r"""#!/bin/bash
 # stands in for the interpreter: Ray's CLI, ablate run, route-ip
 log="$STUB_DIR/calls"
 case "$*" in
-  "-m ray.scripts.scripts status"*) printf 'Node status\nActive:\n 1 node_a\n 1 node_b\n 1 node_c\nPending:\n (no pending nodes)\n' ;;
+  "-m ablate.runner.nodes wait"*) echo "nodes $*" >> "$log"; echo "$5" ;;
   "-m ray.scripts.scripts start"*) echo "ray-start $*" >> "$log"; exec sleep 60 ;;
   "-m ablate.cluster.slurm route-ip"*) echo 10.0.0.1 ;;
   "-c "*) exec python3 "$@" ;;
@@ -396,6 +440,16 @@ echo "srun $*" >> "$STUB_DIR/calls"
 while [[ "$1" == -* ]]; do shift; done
 exec "$@"
 """
+STUB_TIMEOUT = r"""#!/bin/bash
+# the head's port probe answers once the head's ray start ran; anything else runs as it is
+shift
+if [[ "$1 $2" == "bash -c" && "$3" == *"/dev/tcp/"* ]]; then
+  echo "probe $5:$6" >> "$STUB_DIR/calls"
+  grep -q -- "start --head" "$STUB_DIR/calls"
+  exit
+fi
+exec "$@"
+"""
 STUB_SCONTROL = r"""#!/bin/bash
 echo "scontrol $*" >> "$STUB_DIR/calls"
 [[ "$1 $2" == "show hostnames" ]] && tr ',' '\n' <<< "$3"
@@ -408,7 +462,8 @@ def stub_job(tmp_path):
     """The generated script run by bash with stub srun / scontrol / python: returns start(options, env)."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    for name, body in (("python", STUB_PYTHON), ("srun", STUB_SRUN), ("scontrol", STUB_SCONTROL)):
+    stubs = {"python": STUB_PYTHON, "srun": STUB_SRUN, "scontrol": STUB_SCONTROL, "timeout": STUB_TIMEOUT}
+    for name, body in stubs.items():
         (bin_dir / name).write_text(body)
         (bin_dir / name).chmod(0o755)
     procs: list[subprocess.Popen] = []
@@ -470,6 +525,7 @@ def test_script_passes_the_exit_code_of_ablate_run_and_stops_ray(tmp_path, stub_
     assert proc.returncode == 3, out
     log = calls(tmp_path)
     assert "ray-start -m ray.scripts.scripts start --head --block --node-ip-address=127.0.0.1 --port=20077" in log
+    assert "probe 127.0.0.1:20077" in log  # the head's port answered before ablate run started
     assert "run -m ablate.cli run /s.yaml --storage" in log and "--set a=b --address 127.0.0.1:20077" in log
     assert "auth token 64" in log  # a fresh per-job token reaches ablate run (and every Ray node) by env
     assert "stopping Ray" in out and "ablate run exited with code 3" in out
@@ -481,8 +537,15 @@ def test_multi_node_script_starts_workers_on_the_other_nodes(tmp_path, stub_job)
     out, _ = proc.communicate(timeout=20)
     assert proc.returncode == 0, out
     log = calls(tmp_path)
-    assert "srun --nodes=2 --ntasks=2 --ntasks-per-node=1 --cpus-per-task=4 --gpus-per-node=2 --exclude=n1" in log
-    assert "start --block --address=10.0.0.1:20077 --num-cpus=4 --num-gpus=2 --temp-dir=/tmp/ray-77" in log
+    for node in ("n2", "n3"):  # one step per worker node: a lost node ends only its own
+        assert f"srun --nodes=1 --ntasks=1 --cpus-per-task=4 --gpus-per-node=2 --nodelist={node} " in log
+    assert re.search(r"--nodelist=n1 \S+ -m ray.scripts.scripts start --head", log)
+    workers = [ln for ln in log.splitlines() if ln.startswith("ray-start ") and "--head" not in ln]
+    assert len(workers) == 2, log
+    assert all(
+        "start --block --address=10.0.0.1:20077 --num-cpus=4 --num-gpus=2 --temp-dir=/tmp/ray-77" in w for w in workers
+    )
+    assert "Ray is up on 3 node(s)" in out
     assert "--address 10.0.0.1:20077" in log  # ablate run drives the cluster at the head's routable address
 
 

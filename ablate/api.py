@@ -393,9 +393,10 @@ def run_trial(
     out: str | Path | None = None,
     **sets: Any,
 ) -> pd.DataFrame:
-    """``ablate trial`` in this process: one pretraining trial; its rows (one per evaluated epoch)
-    as a DataFrame in the results schema. ``config`` is a sparse mapping, a TrialConfig, a YAML file
-    or None (defaults: digits, convnet); ``report(row)`` is also called per row if given. With
+    """``ablate trial`` in this process: one trial (a ``kind`` key picks the kind; default a pretraining
+    trial); its rows (one per evaluated epoch) as a DataFrame in the results schema. ``config`` is a
+    sparse mapping, a built config, a YAML file or None (defaults: digits, convnet); installed packages'
+    plugins (entry points) are loaded first; ``report(row)`` is also called per row if given. With
     ``out`` (a ``.parquet`` file) the rows are written there after every row and the trunk weights
     beside it; a trial that raises leaves a failed row there, and the error propagates.
 
@@ -410,7 +411,9 @@ def run_trial(
     if out is not None:  # before the training (and torch's import), not after it
         _writable(out, "--out")
     from ablate.kinds.single import run_single
+    from ablate.sweep.plugins import load_entry_points
 
+    load_entry_points()
     return run_single(config, _dotted(overrides, sets), report=report, out=out)
 
 

@@ -4,8 +4,10 @@
     python docs/tools/pictures.py --storage DIR      # keep the results in DIR (a rerun resumes: nothing trains)
 
 It runs the README's main job into a temporary folder (``ablate run sweeps/smoke.yaml --storage TMP``:
-8 digits trials, 1-3 minutes on 2 CPU cores), then ``ablate table``, ``ablate plot`` and ``ablate
-report`` on it, and writes into docs/_static/smoke/ (committed, so building the docs trains nothing):
+8 digits trials; 1 min 25 s on the shared 2-core development VM while other jobs ran, 2026-12-08),
+then ``ablate table``, ``ablate plot`` and ``ablate report`` on it and a screenshot (another 30 s
+there), and writes into docs/_static/smoke/ (committed, so
+building the docs trains nothing):
 
     table.txt            ablate table results/smoke (the terminal table)
     z_std.png, accuracy.png, spectra_directpred.png   three of ablate plot's figures

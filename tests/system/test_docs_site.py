@@ -115,7 +115,7 @@ class Visit:
 def test_the_start_page_renders_with_its_figure_and_navigation(browser, url):
     v = Visit(browser, f"{url}/index.html")
     assert "ablate" in v.page.title()
-    assert v.page.locator("figure img[src*='z_std']").count() == 1
+    assert v.page.locator("article img[src*='z_std']").count() == 1
     assert not v.images_loaded()
     nav = v.page.locator(".sidebar-tree").inner_text()
     for entry in ("Getting started", "Config reference", "Results schema", "ablate report", "Python API"):

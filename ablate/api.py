@@ -2,7 +2,7 @@
 """The Python API: everything the CLI does, from a notebook, with objects back instead of prints.
 
 Re-exported as ``ablate.<name>``; every ``ablate`` command is a call of one of these, so a notebook
-and the command line produce the same results folder.
+and the command line produce the same results folder::
 
     load_sweep(path, **overrides)      a validated Sweep (``--set`` overrides as keyword arguments)
     check(path, **overrides)           the text ``ablate check`` prints

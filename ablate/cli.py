@@ -398,7 +398,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="ablate",
         description="Ablation sweeps of BYOL / SimSiam / DirectPred pretraining: "
         "run a YAML sweep with Ray Tune, collect every trial in Parquet, regenerate the paper's tables.",
-        epilog="A page per command with a worked example: docs/index.md. Start with: ablate run sweeps/smoke.yaml",
+        epilog="A page per command with a worked example: docs/commands.md. Start with: ablate run sweeps/smoke.yaml",
     )
     parser.add_argument("--version", action="version", version=f"ablate {version('ablate')}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

@@ -8,7 +8,7 @@ dotted key path and, when known, the file and line (:class:`Source`, filled by
 :mod:`ablate.config.yamlfile`).
 
 Field metadata understood here:
-  ``doc``   one-line meaning, used by the README's config reference;
+  ``doc``   one-line meaning, used by the config reference (docs/config.md, generated);
   ``min`` / ``max``  inclusive numeric bounds; ``gt``  exclusive lower bound (on each item of a tuple).
 
 A dataclass with a class attribute ``variants: dict[str, type]`` is polymorphic: the ``name``
@@ -64,7 +64,7 @@ def did_you_mean(word: str, options: typing.Iterable[str]) -> str:
 
 
 def doc(text: str, **bounds: float) -> dict[str, Any]:
-    """Field metadata: the one-line meaning (README reference) and numeric bounds (``min``/``max``/``gt``)."""
+    """Field metadata: the one-line meaning (docs/config.md) and numeric bounds (``min``/``max``/``gt``)."""
     return {"doc": text, **bounds}
 
 
@@ -266,7 +266,7 @@ def parse_set(items: typing.Iterable[str]) -> dict[str, Any]:
 
 
 def field_docs(cls: type, prefix: str = "") -> list[tuple[str, str, str]]:
-    """``(dotted key, default, meaning)`` for every leaf, for the README's config reference."""
+    """``(dotted key, default, meaning)`` for every leaf (the leaves docs/config.md must document)."""
     rows: list[tuple[str, str, str]] = []
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):

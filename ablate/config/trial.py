@@ -193,7 +193,8 @@ class EvalConfig:
         default=0,
         metadata=doc(
             "between evaluations, a collapse-only check every N epochs: z_std of the online projections of a fixed "
-            "batch of probe-train images (no probe), a row with z_std and collapsed only; 0 = off",
+            "batch of 512 probe-train images (no probe, no kNN), a row with z_std and collapsed only; 0 = off. With "
+            "stop_collapsed it finds a collapse within N epochs",
             min=0,
         ),
     )

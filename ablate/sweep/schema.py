@@ -1,6 +1,6 @@
 """The schema of a sweep file: frozen dataclasses built strictly by :mod:`ablate.config.tree`.
 
-Each class's field metadata (``doc``, ``min``/``max``/``gt``) is the README's sweep-file reference
+Each class's field metadata (``doc``, ``min``/``max``/``gt``) is the sweep-file reference (docs/config.md)
 and the range check at once. ``check()`` hooks hold the rules that span fields (seeds unique, grid
 values are non-empty lists, search not with grid, ...); the tree builder raises their problem as one line
 ``<file>:<line>: <key>: <problem>; <fix>``. Loading and the checks that need the trial kind are in
@@ -32,7 +32,7 @@ MAX_RESOURCE = 4096  # CPUs, GPUs or workers of one trial: more than any job has
 DISTRIBUTIONS: dict[str, int | None] = {"uniform": 2, "loguniform": 2, "quniform": 3, "randint": 2, "choice": None}
 
 
-# ---------------------------------------------------------------- the schema (README reference)
+# ---------------------------------------------------------------- the schema (docs/config.md is generated from it)
 @dataclass(frozen=True)
 class Resources:
     """What Ray reserves for one trial. After loading, ``gpu`` is the trial's total and
@@ -123,7 +123,7 @@ class SearchSpec:
 
 @dataclass(frozen=True)
 class SweepFile:
-    """The top level of a sweep file (the README's sweep reference is generated from it)."""
+    """The top level of a sweep file (docs/config.md's sweep-file reference is generated from it)."""
 
     name: str = field(metadata=doc("sweep name [A-Za-z0-9_.-]; results go to <storage>/<name>/"))
     description: str = field(default="", metadata=doc("free text; its first line is shown by ablate check"))

@@ -1,6 +1,6 @@
 """A results folder as ``ablate run`` and the analysis commands leave it reads with each library's
 one-liner for a folder of Parquet files: pandas, pyarrow.dataset, DuckDB and polars, exactly as the
-README's "Results schema" shows them (the lines are taken from the README and run). Every file a
+results schema page shows them (docs/results.md: the lines are taken from the page and run). Every file a
 run leaves besides the trial files is there: the sweep file and overrides, the lock, the progress
 file, a damaged file set aside, weights, Ray's folder, logs, figures and the report."""
 
@@ -22,14 +22,15 @@ from ablate.results.layout import SweepDir
 from ablate.results.lock import run_lock
 from helpers.sweeps import fill_run_folder
 
-MARK = "# pandas, pyarrow.dataset, DuckDB, polars"  # the README's code block of the four one-liners
+MARK = "# pandas, pyarrow.dataset, DuckDB, polars"  # the results page's code block of the four one-liners
+PAGE = "docs/results.md"
 
 
-def readme_one_liners() -> list[str]:
-    """The README's one-liners: the lines after the import line of the block that starts with MARK."""
-    text = (REPO / "README.md").read_text()
+def page_one_liners() -> list[str]:
+    """The page's one-liners: the lines after the import line of the block that starts with MARK."""
+    text = (REPO / PAGE).read_text()
     block = re.search(rf"```python\n{re.escape(MARK)}\n(.*?)```", text, re.S)
-    assert block, f"README.md has no ```python block starting with {MARK!r}"
+    assert block, f"{PAGE} has no ```python block starting with {MARK!r}"
     lines = [ln for ln in block.group(1).splitlines() if ln.strip()]
     assert lines[0].startswith("import ") and len(lines) == 5, lines
     return lines
@@ -77,9 +78,9 @@ def test_every_file_a_run_leaves_is_outside_the_results_folder(results):
 
 
 @pytest.mark.parametrize("reader", ["pandas", "pyarrow.dataset", "duckdb", "polars"])
-def test_each_library_reads_the_results_folder_with_the_readme_one_liner(reader, results):
+def test_each_library_reads_the_results_folder_with_the_documented_one_liner(reader, results):
     pytest.importorskip(reader)
-    imports, *lines = readme_one_liners()
+    imports, *lines = page_one_liners()
     [line] = [ln for ln in lines if ln.startswith(reader + ".")]
     scope: dict = {}
     exec(imports, scope)
@@ -93,8 +94,8 @@ def test_each_library_reads_the_results_folder_with_the_readme_one_liner(reader,
         assert got[column].tolist() == want[column].tolist(), column
 
 
-def test_the_readme_shows_the_four_one_liners_on_one_folder():
-    imports, *lines = readme_one_liners()
+def test_the_results_page_shows_the_four_one_liners_on_one_folder():
+    imports, *lines = page_one_liners()
     assert imports == "import pandas, pyarrow.dataset, duckdb, polars"
     assert [ln.split("(")[0] for ln in lines] == [
         "pandas.read_parquet",

@@ -6,7 +6,7 @@ The setting is sweeps/digits_ordering.yaml's at half its length: convnet on 16x1
 20 epochs (200 steps), the paper's probe (Adam 3e-4, best of 50 probe epochs) and kNN (k 200). The
 random trunk is every arm's initial trunk (the same seed) with its BatchNorm statistics estimated on
 the augmented views (lr 1e-9 moves no weight). Each bound is about half the smallest mean over 3
-seeds measured in this setting (every 3 of 8 seeds; README, "Predictor ordering on digits").
+seeds measured in this setting (every 3 of 8 seeds; docs/digits.md).
 """
 
 import statistics

@@ -71,9 +71,7 @@ class Registry(Mapping[str, T], Generic[T]):
             raise UserError(f"{origin}: {self.what} name {name!r} must be an identifier (letters, digits, _)")
         held = self._origins.get(name)
         if held is not None and held.plugin != origin.plugin:
-            raise UserError(
-                f"{origin}: {self.what} {name!r} is already registered by {held}; give yours another name"
-            )
+            raise UserError(f"{origin}: {self.what} {name!r} is already registered by {held}; give yours another name")
         self._records[name], self._origins[name] = record, origin
         return record
 
@@ -112,4 +110,5 @@ class ConfigView(Mapping[str, type]):
 
 PREDICTORS: Registry[Any] = Registry("predictor")
 DATASETS: Registry[Any] = Registry("dataset")
+RECIPES: Registry[Any] = Registry("augmentation recipe")  # data.augment; filled beside the datasets (records)
 KINDS: Registry[Any] = Registry("trial kind")

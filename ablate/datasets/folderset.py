@@ -21,7 +21,7 @@ from torchvision.transforms import v2
 
 from ablate.datasets.imagefolder import decode_rgb
 from ablate.datasets.images import Batch, Splits
-from ablate.datasets.records import RECIPES
+from ablate.datasets.recipes import Recipe
 from ablate.errors import DatasetError
 
 PRETRAIN_VIEWS = 2
@@ -98,15 +98,14 @@ def folder_splits(
     val: list[tuple[str, int]],
     num_classes: int,
     size: int,
-    recipe: str,
+    r: Recipe,
     workers: int,
     device: torch.device,
     auto: str,
 ) -> Splits:
     """Pretrain and probe on the ``train`` samples, test on ``val``: crops of ``size`` made in the
-    workers as ``recipe`` asks (two random-resized crops per image, or one centre crop when the
-    recipe has none); ``auto`` is the recipe data.augment: auto stands for."""
-    r = RECIPES[recipe]
+    workers as the recipe ``r`` asks (two random-resized crops per image, or one centre crop when it
+    has none); ``auto`` is the recipe data.augment: auto stands for."""
     probe = v2.Compose([v2.Resize(int(size / 0.875), antialias=True), v2.CenterCrop(size), v2.PILToTensor()])
     if r.crop_scale:  # the recipe's random-resized crop, at full resolution in the worker
         crop = v2.Compose(

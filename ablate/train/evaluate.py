@@ -20,10 +20,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ablate.config.trial import EvalConfig
+from ablate.datasets.recipes import Recipe
 from ablate.models.spectra import spectra
 from ablate.results.schema import COLLAPSE_Z_STD
 from ablate.train.augment import BatchAugment
-from ablate.datasets.recipes import Recipe
 
 Transform = Callable[[Tensor], Tensor]
 

@@ -28,6 +28,7 @@ from typing import Any, Protocol
 import torch
 
 from ablate.config.trial import TrialConfig, load_trial_config
+from ablate.datasets.loaders import load_splits
 from ablate.errors import UserError
 from ablate.models.pair import BYOLPair
 from ablate.models.trunks import export_state_dict
@@ -35,7 +36,6 @@ from ablate.provenance import device_name
 from ablate.results.layout import FINAL_WEIGHTS, epoch_weights
 from ablate.results.schema import Report, trial_columns
 from ablate.train.augment import build_augment, eval_transform
-from ablate.datasets.loaders import load_splits
 from ablate.train.ddp import DataParallel, augment_shard, check_batch, convert_sync_bn, shard_batches, wrap_ddp
 from ablate.train.evaluate import collapse_check, evaluate
 from ablate.train.optim import build_optimizer, lr_factor, param_groups, set_lr

@@ -6,9 +6,9 @@ import torch
 from torch import nn
 
 from ablate.config.trial import EvalConfig
+from ablate.datasets.images import Splits, TensorImageSet
 from ablate.train.augment import eval_transform
 from ablate.train.evaluate import PROBES, ProbeInputs, extract
-from ablate.datasets.images import Splits, TensorImageSet
 
 
 class Recording(nn.Module):

@@ -812,11 +812,11 @@ def bench(
 def data_fetch(
     name: str, root: str | Path | None = None, *, mirror: str | None = None, stream: IO[str] | None = None
 ) -> Path:
-    """``ablate data fetch``: the official archive of ``name`` (stl10, cifar10) downloaded (resumable),
-    verified (md5) and unpacked into ``<root>/<name>`` (root: ``$ABLATE_DATA``, else ``data``); returns that
-    folder, a trial's ``data.root``. ``mirror`` (or ``$ABLATE_DATA_MIRROR``) serves the archive by file
-    name. Progress and notes go to ``stream`` (default stderr); ``imagenet`` prints how to prepare it and
-    raises UserError. See :mod:`ablate.datasets.fetch`."""
+    """``ablate data fetch``: the official archive of dataset ``name`` downloaded (resumable), verified (md5)
+    and unpacked into ``<root>/<its folder>`` (root: ``$ABLATE_DATA``, else ``data``); returns that folder, a
+    trial's ``data.root``. ``mirror`` (or ``$ABLATE_DATA_MIRROR``) serves the archive by file name. Progress
+    and notes go to ``stream`` (default stderr); a dataset prepared by hand (``imagefolder``) prints how
+    and raises UserError. See :mod:`ablate.datasets.fetch`."""
     from ablate.datasets.fetch import fetch
 
     return fetch(name, root, mirror=mirror, stream=stream)
@@ -824,9 +824,16 @@ def data_fetch(
 
 @_checked
 def data_check(name: str, root: str | Path | None = None) -> str:
-    """``ablate data check``: what the folder of ``name`` (stl10, cifar10, imagefolder) under ``root`` holds
-    (files, sizes, shapes, class counts), checked without loading the images; UserError when it is missing
-    or malformed."""
+    """``ablate data check``: what the folder of dataset ``name`` under ``root`` holds (files, sizes, shapes,
+    class counts), checked without loading the images; UserError when it is missing or malformed."""
     from ablate.datasets.check import check_dataset
 
     return check_dataset(name, root)
+
+
+def data_list() -> str:
+    """``ablate data list``: one line per registered dataset (name, title, images, image size, classes,
+    how to get it), read from the dataset records (:mod:`ablate.datasets.records`)."""
+    from ablate.datasets.listing import list_lines
+
+    return "\n".join(list_lines())

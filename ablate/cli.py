@@ -185,6 +185,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- datasets on disk
 @command
 def cmd_data(args: argparse.Namespace) -> int:
+    if args.action == "list":
+        if args.dataset or args.root or args.mirror:
+            raise UserError("data list: takes no dataset, --root or --mirror; it lists every registered dataset")
+        print(api.data_list())
+        return 0
+    if not args.dataset:
+        raise UserError(f"data {args.action}: name the dataset (`ablate data list` lists them)")
     if args.action == "check":
         if args.mirror:
             raise UserError("data check: --mirror is for data fetch; data check reads only the folder")
@@ -364,13 +371,14 @@ PARSERS: dict[str, tuple[str, str, list[tuple[str, dict[str, Any]]]]] = {
                         metavar="C"),
                     opt("--scale", "display factor (default: 100 for accuracies, 1 otherwise)", type=float,
                         metavar="S"), PROTOCOL]),
-    "data": ("get a dataset (fetch the official archive) or check a dataset folder",
-             "fetch: download the official archive of STL-10 or CIFAR-10 (resumable, md5-verified) and unpack it "
-             "into <root>/<dataset>, the folder a trial's data.root names; imagenet: how to prepare it. check: what "
-             "a dataset folder holds (files, sizes, shapes, class counts), without loading it.", [
-                 opt("action", "fetch or check", choices=["fetch", "check"], metavar="fetch|check"),
-                 opt("dataset", "stl10, cifar10, imagefolder (check) or imagenet (fetch: how to prepare it)",
-                     choices=["stl10", "cifar10", "imagefolder", "imagenet"], metavar="DATASET"),
+    "data": ("list the datasets, get one (fetch its official archive) or check a dataset folder",
+             "list: every registered dataset (images, size, classes, how to get it). fetch: download a dataset's "
+             "official archive (resumable, md5-verified) and unpack it into <root>/<dataset>, the folder a trial's "
+             "data.root names (a dataset prepared by hand: how to prepare it). check: what a dataset folder holds "
+             "(files, sizes, shapes, class counts), without loading it.", [
+                 opt("action", "list, fetch or check", choices=["list", "fetch", "check"], metavar="list|fetch|check"),
+                 opt("dataset", "the dataset to fetch or check (`ablate data list` names them)", nargs="?",
+                     metavar="DATASET"),
                  opt("--root", "data root holding <dataset>/ (default: $ABLATE_DATA, else data)", metavar="DIR"),
                  opt("--mirror", "fetch from a mirror serving the archive by its file name (default: "
                      "$ABLATE_DATA_MIRROR, else the official URL)", metavar="URL")]),

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from ablate.benchmark.core import BenchContext, Measurement, Target, median
+from ablate.benchmark.sizes import STL10_SPLITS
 from ablate.benchmark.workloads import random_splits
 from ablate.config.tree import merge
 from ablate.kinds.ssl import load_trial_config
@@ -52,7 +53,7 @@ PEAK_BF16_TFLOPS: list[tuple[str, float]] = [
     ("RTX 3090", 71.0),
 ]
 
-STL10_EPOCH = 105_000  # pretraining images per STL-10 epoch (unlabeled + train)
+STL10_EPOCH = STL10_SPLITS[0]  # pretraining images per STL-10 epoch (unlabeled + train)
 
 
 def peak_bf16_flops(device_name: str) -> float | None:
@@ -173,7 +174,7 @@ def gpu_figures(ctx: BenchContext) -> list[Measurement]:
     """Packing (1, 2, 4 trials), peak memory per trial vs :func:`ablate.train.memory.estimate_trial_memory`,
     MFU, and GPU-minutes per 100-epoch STL-10 trial at the best packing."""
     s = ctx.sizes
-    config, splits = s.step_config, s.eval_splits or (STL10_EPOCH, 5_000, 8_000)
+    config, splits = s.step_config, s.eval_splits or STL10_SPLITS
     torch.cuda.empty_cache()  # the packed processes should not compete with this one's cache
     cfg = load_trial_config(merge(config, {"train.device": "cuda"}))
     flops = step_flops(cfg)[0]  # counted on meta, as `ablate check` counts a sweep's

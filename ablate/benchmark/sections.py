@@ -16,9 +16,9 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from ablate.benchmark.core import BenchContext, Measurement, Target, cuda_sync, interleave, median
+from ablate.benchmark.sizes import PAPER
 from ablate.benchmark.workloads import make_loop, per_unit, random_splits, rate
-from ablate.datasets.recipes import torchvision_transform
-from ablate.train.augment import build_augment
+from ablate.train.augment import build_augment, torchvision_transform
 from ablate.train.cost import THROUGHPUT, step_flops
 from ablate.train.evaluate import evaluate, extract, knn_top1, linear_probe
 from ablate.train.loop import autocast_for, train_epoch
@@ -49,7 +49,7 @@ def bench_augment(ctx: BenchContext) -> list[Measurement]:
     gen = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (s.aug_images, 3, s.aug_size, s.aug_size), generator=gen, dtype=torch.uint8)
     on_dev = images.to(dev)
-    aug = build_augment("stl10", s.aug_size, 3)
+    aug = build_augment(PAPER.recipe, s.aug_size, PAPER.channels)
     aug_gen = torch.Generator(device=dev).manual_seed(1)
     workers = s.aug_workers if s.aug_workers is not None else ctx.threads
 
@@ -59,7 +59,7 @@ def bench_augment(ctx: BenchContext) -> list[Measurement]:
 
     held = {
         "loader": DataLoader(
-            PerSampleDataset(images, torchvision_transform("stl10", s.aug_size, 3)),
+            PerSampleDataset(images, torchvision_transform(PAPER.recipe, s.aug_size, PAPER.channels)),
             batch_size=s.aug_batch,
             num_workers=workers,
             persistent_workers=workers > 0,

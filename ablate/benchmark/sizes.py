@@ -10,6 +10,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ablate.config.trial import DataConfig
+from ablate.datasets.records import DATASETS
+
+# The paper's main dataset: the benchmark times random images of its geometry with its recipe.
+PAPER = DATASETS["stl10"]
+_PAPER = PAPER.sizes(DataConfig(name=PAPER.name))
+STL10_SPLITS = (_PAPER.pretrain, _PAPER.probe_train, _PAPER.probe_test)  # unlabeled + train, probe train, test
+
 
 @dataclass(frozen=True)
 class BenchSizes:
@@ -20,7 +28,7 @@ class BenchSizes:
     # augment: images per timed pass, batch of ours / of the DataLoader, image side (STL-10: 96)
     aug_images: int = 1024
     aug_batch: int = 128
-    aug_size: int = 96
+    aug_size: int = PAPER.image_size
     aug_workers: int | None = None  # None = the available cores
     # step / directpred: the trial config (sparse mapping) and steps per timed call
     step_config: dict = field(default_factory=dict)
@@ -49,13 +57,17 @@ def stl10_like(batch: int, images: int, precision: str = "fp32", channels_last: 
     """ResNet-18 on 96x96 RGB images with the paper's STL-10 recipe (random images: the cost does
     not depend on the pixels)."""
     return {
-        "data": {"name": "fake", "image_size": 96, "fake_size": max(images, 2 * batch), "augment": "stl10"},
+        "data": {
+            "name": "fake",
+            "image_size": PAPER.image_size,
+            "fake_size": max(images, 2 * batch),
+            "augment": PAPER.recipe,
+        },
         "model": {"trunk": "resnet18"},
         "train": {"batch_size": batch, "precision": precision, "channels_last": channels_last},
     }
 
 
-STL10_SPLITS = (105_000, 5_000, 8_000)  # unlabeled + train, probe train, test
 # The full CPU preset times evaluation against an epoch on the STL-10 geometry shrunk 50x (every
 # split alike): extraction, probe and epoch all scale linearly, so their ratio is the full-size
 # one (kNN, train x test, scales quadratically: its share is 50x smaller than at full size).

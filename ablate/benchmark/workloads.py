@@ -8,6 +8,7 @@ from typing import Any
 import torch
 
 from ablate.benchmark.core import BenchContext
+from ablate.benchmark.sizes import PAPER
 from ablate.config.tree import merge
 from ablate.datasets.images import Splits, TensorImageSet
 from ablate.kinds.ssl import load_trial_config
@@ -39,12 +40,12 @@ def random_splits(
     n_test: int,
     size: int = 96,
     channels: int = 3,
-    recipe: str = "stl10",
+    recipe: str = PAPER.recipe,
     seed: int = 0,
 ) -> Splits:
     """STL-10-shaped splits of random uint8 images on ``device`` (the cost of training and
     evaluation does not depend on the pixels): ``n_pretrain`` unlabeled+train images, the probe's
-    train split a view of their first ``n_train`` rows (as :func:`ablate.datasets.loaders.load_stl10` lays it
+    train split a view of their first ``n_train`` rows (as :func:`ablate.datasets.stl10.load` lays it
     out), ``n_test`` test images, 10 classes."""
     device = torch.device(device)
     gen = torch.Generator(device=device).manual_seed(seed)

@@ -122,4 +122,5 @@ def isolated() -> Iterator[None]:
 
 PREDICTORS: Registry[Any] = Registry("predictor")
 DATASETS: Registry[Any] = Registry("dataset")
+RECIPES: Registry[Any] = Registry("augmentation recipe")  # data.augment; filled beside the datasets (records)
 KINDS: Registry[Any] = Registry("trial kind")

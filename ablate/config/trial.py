@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
-from ablate.config.registry import DATASETS, PREDICTORS, ConfigView
+from ablate.config.registry import DATASETS, PREDICTORS, RECIPES, ConfigView
 from ablate.config.tree import did_you_mean, doc, to_dict
 
 # Sizes that shape tensors stop where no machine holds one trial, so that the memory estimate
@@ -29,30 +29,17 @@ MAX_THREADS = 1024  # threads or processes of one trial: more than any machine's
 
 @dataclass(frozen=True)
 class DataConfig:
-    name: str = field(
-        default="digits",
-        metadata=doc(
-            "dataset: a record of the dataset registry (`ablate data list`): digits (bundled with scikit-learn), "
-            "stl10, cifar10, imagefolder, fake, or a plugin's"
-        ),
-    )
+    name: str = field(default="digits", metadata=doc("dataset: built in or a plugin's (`ablate data list`)"))
     root: str | None = field(
-        default=None,
-        metadata=doc(
-            "dataset directory (stl10: the folder holding stl10_binary/; cifar10: cifar-10-batches-py/; "
-            "imagefolder: train/ and val/); a trial never downloads: `ablate data fetch stl10|cifar10` does"
-        ),
+        default=None, metadata=doc("the dataset's directory (`ablate data list`); `ablate data fetch` gets it")
     )
-    augment: Literal["auto", "digits", "stl10", "cifar10", "byol", "none"] = field(
-        default="auto", metadata=doc("augmentation recipe; auto picks the paper's recipe for the dataset")
+    augment: str = field(
+        default="auto",
+        metadata=doc("augmentation recipe: auto (the dataset's own), none, byol, or a dataset's by name"),
     )
     image_size: int = field(
         default=0,
-        metadata=doc(
-            "crop size; 0 = the dataset's native size (digits 16, cifar10/fake 32, stl10 96, imagefolder 224)",
-            min=0,
-            max=MAX_IMAGE,
-        ),
+        metadata=doc("crop size; 0 = the dataset's native size (`ablate data list`)", min=0, max=MAX_IMAGE),
     )
     fake_size: int = field(default=512, metadata=doc("fake: number of pretraining images", min=1, max=MAX_IMAGES))
     fake_classes: int = field(default=10, metadata=doc("fake: number of classes", min=2, max=MAX_WIDTH))
@@ -62,6 +49,11 @@ class DataConfig:
         if self.name not in DATASETS:
             return "name", f"unknown dataset {self.name!r}; choose one of {', '.join(DATASETS)}" + did_you_mean(
                 self.name, DATASETS
+            )
+        if self.augment != "auto" and self.augment not in RECIPES:
+            known = ["auto", *RECIPES]
+            return "augment", f"unknown augmentation recipe {self.augment!r}; choose one of {', '.join(known)}" + (
+                did_you_mean(self.augment, known)
             )
         if DATASETS[self.name].needs_root and not self.root:
             return (

@@ -1,11 +1,13 @@
-"""``ablate data fetch``: an official archive downloaded, verified and unpacked into the layout the loaders read.
+"""``ablate data fetch``: a dataset's official archive downloaded, verified and unpacked where its loader reads it.
 
-Steps, each safe to interrupt: the archive is downloaded to ``<root>/<name>/<file>.part`` (resumed
-by the next run), renamed to ``<file>`` when whole, checked against its md5 (a mismatch deletes it),
-unpacked with tarfile's ``data`` filter into a hidden folder beside the target, checked with the
-loaders' own validation, and only then renamed into place in one step: a crash never leaves a
-half-unpacked dataset that a loader would accept. The archive is deleted once unpacked. A dataset
-already in place that passes the check is not fetched again; one fetch per folder runs at a time.
+Steps, each safe to interrupt: the archive (the record's :class:`~ablate.datasets.dataset.Archive`)
+is downloaded to ``<root>/<folder>/<file>.part`` (resumed by the next run), renamed to ``<file>``
+when whole, checked against its md5 (a mismatch deletes it), unpacked with tarfile's ``data``
+filter into a hidden folder beside the target, checked with the record's own check, and only then
+renamed into place in one step: a crash never leaves a half-unpacked dataset that a loader would
+accept. The archive is deleted once unpacked. A dataset already in place that passes the check is
+not fetched again; one fetch per folder runs at a time. Nothing is written through a link planted
+in the folder (:mod:`ablate.datasets.safefiles`), and every note is one escaped line.
 """
 
 from __future__ import annotations
@@ -18,24 +20,16 @@ import sys
 import tarfile
 import zlib
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path, PurePosixPath
 from typing import IO
 
-from ablate.datasets.check import CHECKS
-from ablate.datasets.download import FULL_DISK, download, human, part_path
+from ablate.datasets.dataset import Dataset, data_root
+from ablate.datasets.download import FULL_DISK, download, human, mirror_url, part_path, redact
 from ablate.datasets.progress import progress_bar
-from ablate.datasets.registry import (
-    ARCHIVES,
-    IMAGENET_HOWTO,
-    NOT_FETCHABLE,
-    SUBFOLDER,
-    Archive,
-    archive_url,
-    data_root,
-    known,
-)
-from ablate.errors import DatasetError
+from ablate.datasets.records import find
+from ablate.datasets.safefiles import file_size, md5_of, open_to_write
+from ablate.errors import DatasetError, UserError, printable
 from ablate.results.location import write_refusal
 
 PARTIAL = ".{folder}.partial-"  # prefix of the hidden folder an archive is unpacked into
@@ -45,48 +39,53 @@ LOCK = ".fetch.lock"
 def fetch(
     name: str, root: str | Path | None = None, *, mirror: str | None = None, stream: IO[str] | None = None
 ) -> Path:
-    """Put dataset ``name`` into ``<root>/<name>`` and return that folder (a trial's ``data.root``).
+    """Put dataset ``name`` into ``<root>/<its folder>`` and return that folder (a trial's ``data.root``).
     Notes and progress go to ``stream`` (default stderr)."""
     out = stream or sys.stderr
 
     def say(line: str) -> None:
-        print(line, file=out, flush=True)
+        print(printable(line), file=out, flush=True)
 
-    known(name, [*ARCHIVES, *NOT_FETCHABLE], "fetch")
+    record = find(name, "fetch")
+    if not record.needs_root:
+        raise UserError(f"data fetch {name}: the {record.title} needs no files ({record.layout}): nothing to fetch")
     base = data_root(root)
-    if name in NOT_FETCHABLE:
-        say(IMAGENET_HOWTO.format(root=base / SUBFOLDER[name], base=base))
+    folder = base / record.folder
+    if record.archive is None:
+        for line in record.howto.replace("{root}", str(folder)).replace("{base}", str(base)).splitlines():
+            say(line)
         raise DatasetError(
-            f"data fetch {name}: ImageNet is not downloadable (image-net.org needs a login); prepare "
-            f"{base / SUBFOLDER[name]} as explained above, then run: ablate data check imagefolder --root {base}"
+            f"data fetch {name}: there is no archive to download for the {record.title} ({record.name}); prepare "
+            f"{folder} as explained above, then run: ablate data check {record.name} --root {base}"
         )
-    archive = ARCHIVES[name]
-    url = archive_url(archive, mirror)
-    folder = base / SUBFOLDER[name]
+    archive = record.archive
+    url = mirror_url(archive.filename, mirror) or archive.url
     created = not folder.exists()
     writable_folder(folder, base)
     try:
         with fetch_lock(folder, name):
-            if in_place(name, archive, folder):
-                say(f"{archive.title} is already in {folder} and passes the check: nothing to fetch")
+            if in_place(record, folder):
+                say(f"{record.title} is already in {folder} and passes the check: nothing to fetch")
                 return folder
             path = folder / archive.filename
-            get_archive(archive, url, path, out, say)
-            unpack(name, archive, path, folder)
+            get_archive(record, url, path, out, say)
+            unpack(record, path, folder)
             path.unlink()
             say(f"unpacked into {folder / archive.folder}; deleted the archive {path.name} ({human(archive.size)})")
             return folder
     finally:  # a failed first fetch leaves no empty folder for `ablate check` to take for the dataset
         if created and folder.is_dir() and {p.name for p in folder.iterdir()} <= {LOCK}:
-            shutil.rmtree(folder)
+            with suppress(OSError):
+                (folder / LOCK).unlink(missing_ok=True)
+                folder.rmdir()
 
 
 @contextmanager
 def fetch_lock(folder: Path, name: str) -> Iterator[None]:
     """One fetch per dataset folder at a time (array jobs on a cluster may all start one): an flock
     on ``<folder>/.fetch.lock``, as ``ablate run`` locks a sweep; where the filesystem has no flock,
-    no lock."""
-    fd = os.open(folder / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    no lock. The lock is a regular file of ablate's: a link planted there is refused, not followed."""
+    fd = open_to_write(folder / LOCK)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -124,73 +123,74 @@ def writable_folder(folder: Path, base: Path) -> Path:
     return folder
 
 
-def in_place(name: str, archive: Archive, folder: Path) -> bool:
+def in_place(record: Dataset, folder: Path) -> bool:
     """Whether the dataset is already in ``folder`` and passes the check; an error when its folder
     is there but broken (it is the user's: moved aside by them, never deleted here)."""
     try:
-        CHECKS[name](folder)
+        record.check(folder)
     except DatasetError as e:
-        placed = folder / archive.folder
-        if placed.exists():
+        placed = folder / record.archive.folder
+        if placed.exists() or placed.is_symlink():
             raise DatasetError(
-                f"data fetch {name}: {placed} is there but is not a complete {archive.title} "
+                f"data fetch {record.name}: {placed} is there but is not a complete {record.title} "
                 f"({str(e).split(';')[0]}); move it aside (or delete it) and run the same command again"
             ) from None
         return False
     return True
 
 
-def get_archive(archive: Archive, url: str, path: Path, out: IO[str], say) -> None:
+def get_archive(record: Dataset, url: str, path: Path, out: IO[str], say) -> None:
     """A verified archive at ``path``: the one already there if its md5 matches, else downloaded."""
-    from torchvision.datasets.utils import calculate_md5  # imports torchvision: only when a file is checked
-
-    if path.is_file():
-        if calculate_md5(path) == archive.md5:
+    archive = record.archive
+    if path.exists() or path.is_symlink():
+        if md5_of(path) == archive.md5:
             say(f"using the archive already in {path} (its checksum matches)")
             return
         path.unlink()
         say(f"{path} does not match its checksum: deleted it; downloading it again")
     part = part_path(path)
-    check_space(archive, path.parent, part.stat().st_size if part.is_file() else 0)
-    say(f"downloading {url} ({human(archive.size)}) to {part}")
-    download(url, path, progress_bar(out, archive.filename), say)
-    actual = calculate_md5(path)
+    check_space(record, path.parent, file_size(part) or 0)
+    say(f"downloading {redact(url)} ({human(archive.size)}) to {part}")
+    download(url, path, progress_bar(out, archive.filename), say, archive.size)
+    actual = md5_of(path)
     if actual != archive.md5:
         path.unlink()
         raise DatasetError(
-            f"{path.name} from {url} does not match its checksum (md5 {actual}, expected {archive.md5}): the "
+            f"{path.name} from {redact(url)} does not match its checksum (md5 {actual}, expected {archive.md5}): the "
             "download is corrupt or the server sent another file; deleted it: run the same command again "
             "(or use another --mirror)"
         )
     say(f"checksum ok (md5 {actual})")
 
 
-def check_space(archive: Archive, folder: Path, have: int) -> None:
+def check_space(record: Dataset, folder: Path, have: int) -> None:
     """Enough free space for the rest of the archive and its unpacked files, before a byte is downloaded."""
+    archive = record.archive
     need = archive.size - have + archive.unpacked
     free = shutil.disk_usage(folder).free
     if free < need:
         raise DatasetError(
-            f"data fetch: {folder} has {human(free)} free; {archive.title} needs {human(need)} (the "
+            f"data fetch: {folder} has {human(free)} free; {record.title} needs {human(need)} (the "
             f"{human(archive.size)} archive, then {human(archive.unpacked)} unpacked); free space there or use "
             "--root DIR on a larger disk"
         )
 
 
-def unpack(name: str, archive: Archive, path: Path, folder: Path) -> None:
+def unpack(record: Dataset, path: Path, folder: Path) -> None:
     """Unpack ``path`` beside the target, check it, rename it into ``folder / archive.folder``."""
+    archive = record.archive
     prefix = PARTIAL.format(folder=archive.folder)
     for stale in folder.glob(prefix + "*"):  # left by a run that was killed while unpacking
-        shutil.rmtree(stale, ignore_errors=True)
+        shutil.rmtree(stale, ignore_errors=True)  # a link there is not followed: rmtree refuses links
     tmp = folder / f"{prefix}{os.getpid()}"
     try:
         tmp.mkdir()
         with tarfile.open(path) as tar:
             tar.extractall(tmp, filter=lambda member, dest: _under(member, dest, archive.folder))
-        CHECKS[name](tmp)
+        record.check(tmp)
         os.rename(tmp / archive.folder, folder / archive.folder)
     except DatasetError as e:
-        raise DatasetError(f"the unpacked {path.name} is not a valid {archive.title}: {e}") from None
+        raise DatasetError(f"the unpacked {path.name} is not a valid {record.title}: {e}") from None
     except OSError as e:
         if e.errno in FULL_DISK:
             raise DatasetError(

@@ -1,30 +1,55 @@
-"""ImageFolder data (ImageNet layout: root/train/<class>/*, root/val/<class>/*) as :class:`FolderImageSet`.
+"""An image folder in the ImageNet layout (train/<class>/*, val/<class>/*): its record, scan and ``ablate data check``.
 
-Images too many to hold on the device decode in DataLoader workers (PIL). Each worker does only what
-needs the full-resolution image, so the bytes sent to the device are small and fixed-size:
-pretraining images get one random-resized crop per view (V = 2 uint8 crops per image: the two
-views of BYOL must be independent crops), probe images are resized and center-cropped
-(resize to size / 0.875, the usual 256 -> 224). Batches are pinned and copied to the device
-without blocking; flip, colour, blur, solarize and normalisation follow there, batched
-(:class:`ablate.train.augment.BatchAugment` takes one pre-cropped view per call).
+Pretrain and probe on train, test on val (:mod:`ablate.datasets.folderset` decodes the images in
+DataLoader workers). The folder is prepared by hand (ImageNet's archives need a login):
+``ablate data fetch imagefolder`` (or ``imagenet``) prints how. The scan follows symbolic links, as
+torchvision's ImageFolder does, but enters no directory twice on one path (a link to a parent is
+a loop, not more images) and takes only regular files (a FIFO named like an image would block).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
-from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
-from torchvision.transforms import v2
+import numpy as np
 
-from ablate.datasets.images import Batch, Splits
-from ablate.datasets.recipes import RECIPES
+from ablate.config.registry import RECIPES
+from ablate.datasets.dataset import Dataset, Sizes
+from ablate.datasets.summary import official_line, per_class
 from ablate.errors import DatasetError
 
-PRETRAIN_VIEWS = 2
+if TYPE_CHECKING:
+    import torch
+
+    from ablate.config.trial import DataConfig
+    from ablate.datasets.images import Splits
+
+SIDE = 224  # the crop when data.image_size is 0
+IMAGENET = {"train": 1_281_167, "val": 50_000}  # ILSVRC2012: the sizes the estimates assume for any image folder
+OPEN_PER_SPLIT = 4  # images decoded per split by `ablate data check`
+EXPECT = (
+    "expected {root}/train/<class>/*.JPEG and {root}/val/<class>/* (ImageNet layout, val sorted into class folders)"
+)
+Samples = list[tuple[str, int]]
+
+HOWTO = """\
+ImageNet (ILSVRC2012) is not downloadable by ablate: its official archives need an account at
+https://image-net.org (ILSVRC2012_img_train.tar, about 138 GB; ILSVRC2012_img_val.tar, about
+6.3 GB; ILSVRC2012_devkit_t12.tar.gz, about 2.5 MB).
+
+ablate reads it as an image folder (data.name: imagefolder) with val/ sorted into class folders:
+  {root}/train/n01440764/n01440764_10026.JPEG       1000 class folders, 1,281,167 images
+  {root}/val/n01440764/ILSVRC2012_val_00000293.JPEG  the same 1000 folders, 50,000 images
+(the sweeps sweeps/imagenet_*.yaml read ${ABLATE_DATA:-data}/imagenet).
+
+To prepare it, put the three archives in {root}/ and let torchvision unpack and sort them
+(it checks their md5 and moves each val image into its class folder):
+  python -c "from torchvision.datasets import ImageNet as I; I('{root}', split='train'); I('{root}', split='val')"
+or unpack by hand and sort val/ with the usual valprep.sh
+(https://github.com/soumith/imagenetloader.torch, valprep.sh, run inside {root}/val).
+Then: ablate data check imagefolder --root {base}"""
 
 
 def decode_rgb(path: str):
@@ -36,116 +61,126 @@ def decode_rgb(path: str):
         return img.convert("RGB")
 
 
-class _Items(Dataset):
-    """(path, label) samples -> (uint8 image or views, label); picklable for worker processes."""
-
-    def __init__(self, samples: list[tuple[str, int]], transform: v2.Transform, views: int):
-        self.samples, self.transform, self.views = samples, transform, views
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, i: int) -> tuple[Tensor, int]:
-        path, label = self.samples[i]
-        try:
-            image = decode_rgb(path)
-        except Exception as e:
-            raise DatasetError(f"cannot decode image {path}: {e}") from None
-        if self.views:  # independent random crops, one per view: (V, 3, S, S) uint8
-            return torch.stack([self.transform(image) for _ in range(self.views)]), label
-        return self.transform(image), label
-
-
-class FolderImageSet:
-    """A split of an image folder, decoded by ``workers`` DataLoader processes (0 = in the trial's
-    process). ``views`` > 0: batches are (B, views, 3, S, S) random-resized crops; 0: (B, 3, S, S)."""
-
-    def __init__(
-        self, samples: list[tuple[str, int]], transform: v2.Transform, views: int, device: torch.device, workers: int
-    ):
-        self.items = _Items(samples, transform, views)
-        self.views, self.device, self.workers = views, torch.device(device), workers
-        self._loaders: dict[tuple, DataLoader] = {}  # one per batching, so persistent workers persist
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def _loader(self, batch_size: int, shuffle: bool, generator: torch.Generator | None, drop_last: bool) -> DataLoader:
-        key = (batch_size, shuffle, drop_last, id(generator))
-        if key not in self._loaders:
-            if generator is not None and generator.device.type != "cpu":
-                raise ValueError("FolderImageSet shuffles with a CPU generator (the DataLoader's sampler)")
-            self._loaders[key] = DataLoader(
-                self.items,
-                batch_size=batch_size,
-                shuffle=shuffle,
-                generator=generator,
-                drop_last=drop_last,
-                num_workers=self.workers,
-                pin_memory=self.device.type == "cuda",
-                persistent_workers=self.workers > 0,
-                prefetch_factor=4 if self.workers > 0 else None,
-            )
-        return self._loaders[key]
-
-    def batches(
-        self, batch_size: int, shuffle: bool = False, generator: torch.Generator | None = None, drop_last: bool = False
-    ) -> Iterator[Batch]:
-        batches = iter(self._loader(batch_size, shuffle, generator, drop_last))
-        while True:
-            try:
-                x, y = next(batches)
-            except StopIteration:
-                return
-            except DatasetError as e:  # re-raised from a worker with its traceback: keep one line
-                raise DatasetError(str(e).strip().splitlines()[-1].split("DatasetError: ", 1)[-1]) from None
-            yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-
-
-def _scan(folder: Path, class_to_idx: dict[str, int]) -> list[tuple[str, int]]:
+def _entries(folder: Path) -> list[os.DirEntry]:
     try:
-        return make_dataset(str(folder), class_to_idx, extensions=IMG_EXTENSIONS)
-    except FileNotFoundError as e:  # a class folder without a single image
-        raise DatasetError(f"image folder {folder} is malformed: {e}") from None
+        with os.scandir(folder) as it:
+            return sorted(it, key=lambda e: e.name)
+    except OSError as e:
+        raise DatasetError(f"image folder: cannot read {folder}: {e.strerror or e}; check its permissions") from None
 
 
-def load_imagefolder(root: Path, size: int, recipe: str, workers: int, device: torch.device):
-    """Train/val splits of an ImageNet-layout folder: pretrain and probe on train, test on val."""
-    expect = (
-        f"expected {root}/train/<class>/*.JPEG and {root}/val/<class>/* "
-        "(ImageNet layout, val sorted into class folders)"
-    )
-    train_dir, val_dir = root / "train", root / "val"
-    for d in (train_dir, val_dir):
-        if not d.is_dir():
-            raise DatasetError(f"image folder not found: {d} is missing; {expect}")
-    try:
-        classes, class_to_idx = find_classes(str(train_dir))
-        val_classes, _ = find_classes(str(val_dir))
-    except FileNotFoundError:
-        raise DatasetError(f"image folder {root} has no class folders; {expect}") from None
-    unknown = sorted(set(val_classes) - set(classes))
+def _images(top: Path, extensions: tuple[str, ...]) -> list[str]:
+    """The image files below ``top`` in torchvision's order (directories by path, files by name); none
+    when there is no folder ``top``."""
+    if not top.is_dir():
+        return []
+    found: list[tuple[str, list[str]]] = []
+    stack = [(top, frozenset[tuple[int, int]]())]
+    while stack:
+        folder, above = stack.pop()
+        st = folder.stat()
+        here = above | {(st.st_dev, st.st_ino)}
+        files = []
+        for e in _entries(folder):
+            if e.is_dir():
+                sub = e.stat()
+                if (sub.st_dev, sub.st_ino) not in here:  # a link back to a folder above: a loop
+                    stack.append((Path(e.path), here))
+            elif e.is_file() and e.name.lower().endswith(extensions):
+                files.append(e.path)
+        found.append((str(folder), files))
+    return [path for _, files in sorted(found) for path in files]
+
+
+def classes(split: Path) -> list[str]:
+    return [e.name for e in _entries(split) if e.is_dir()]
+
+
+def samples(root: Path) -> tuple[Samples, Samples, list[str]]:
+    """(train samples, val samples, class names) of an image folder; a DatasetError when it is not one."""
+    from torchvision.datasets.folder import IMG_EXTENSIONS  # what torchvision's ImageFolder takes for an image
+
+    expect = EXPECT.format(root=root)
+    for split in ("train", "val"):
+        if not (root / split).is_dir():
+            raise DatasetError(f"image folder not found: {root / split} is missing; {expect}")
+    names = classes(root / "train")
+    if not names:
+        raise DatasetError(f"image folder {root} has no class folders; {expect}")
+    unknown = sorted(set(classes(root / "val")) - set(names))
     if unknown:
-        raise DatasetError(f"image folder {val_dir} has classes not in train/: {', '.join(unknown[:5])}; {expect}")
-    train, val = _scan(train_dir, class_to_idx), _scan(val_dir, class_to_idx)
-    r = RECIPES[recipe]
-    probe = v2.Compose([v2.Resize(int(size / 0.875), antialias=True), v2.CenterCrop(size), v2.PILToTensor()])
-    if r.crop_scale:  # the recipe's random-resized crop, at full resolution in the worker
-        crop = v2.Compose(
-            [v2.RandomResizedCrop(size, scale=r.crop_scale, ratio=r.crop_ratio, antialias=True), v2.PILToTensor()]
-        )
-        views = PRETRAIN_VIEWS
-    else:  # no random crop in the recipe: one resized, center-cropped image
-        crop, views = v2.Compose([v2.Resize(size, antialias=True), v2.CenterCrop(size), v2.PILToTensor()]), 0
-    return Splits(
-        pretrain=FolderImageSet(train, crop, views, device, workers),
-        probe_train=FolderImageSet(train, probe, 0, device, workers),
-        probe_test=FolderImageSet(val, probe, 0, device, workers),
-        num_classes=len(classes),
-        channels=3,
-        native_size=size,
-        recipe="byol",
-    )
+        raise DatasetError(f"image folder {root / 'val'} has classes not in train/: {', '.join(unknown[:5])}; {expect}")
+    out = []
+    for split in ("train", "val"):
+        images = [_images(root / split / name, IMG_EXTENSIONS) for name in names]
+        empty = [name for name, found in zip(names, images) if not found]
+        if empty:
+            raise DatasetError(
+                f"image folder {root / split} is malformed: no image in {', '.join(empty[:5])}; every class of "
+                f"train/ needs images in {split}/ ({', '.join(IMG_EXTENSIONS)})"
+            )
+        out.append([(path, label) for label, found in enumerate(images) for path in found])
+    return out[0], out[1], names
 
 
-__all__ = ["FolderImageSet", "decode_rgb", "load_imagefolder"]
+def load(cfg: DataConfig, device: torch.device) -> Splits:
+    from ablate.datasets.folderset import folder_splits  # imports torchvision: only when one is loaded
+
+    train, val, names = samples(RECORD.root(cfg))
+    recipe = RECIPES[RECORD.recipe if cfg.augment == "auto" else cfg.augment]  # data.augment was checked against it
+    size = cfg.image_size or SIDE
+    return folder_splits(train, val, len(names), size, recipe, cfg.workers, device, RECORD.recipe)
+
+
+def check(folder: Path) -> list[str]:
+    """What `ablate data check imagefolder` prints: classes and images per split, a few images opened."""
+    _val_is_sorted(folder)
+    train, val, names = samples(folder)
+    lines, found = [f"image folder {folder}"], {}
+    for split, items in (("train", train), ("val", val)):
+        found[split] = len(items)
+        counts = per_class(np.bincount([label for _, label in items], minlength=len(names)))
+        opened = [_open(p) for p, _ in items[:: max(1, len(items) // OPEN_PER_SPLIT)][:OPEN_PER_SPLIT]]
+        sizes = ", ".join(f"{w}x{h}" for w, h in opened)
+        lines.append(f"  {split:<5} {found[split]:>8} images, {counts}; opened {len(opened)}: {sizes} RGB")
+    return [*lines, official_line(IMAGENET, found)]
+
+
+def _open(path: str) -> tuple[int, int]:
+    """(width, height) of an image as the loader's workers decode it; a DatasetError when they could not."""
+    try:
+        return decode_rgb(path).size
+    except Exception as e:  # PIL raises many kinds for a damaged file
+        raise DatasetError(f"cannot decode image {path}: {e}") from None
+
+
+def _val_is_sorted(folder: Path) -> None:
+    val = folder / "val"
+    if val.is_dir():
+        entries = _entries(val)
+        if entries and not any(e.is_dir() for e in entries):
+            raise DatasetError(
+                f"image folder {val} holds images but no class folders; sort them into val/<class>/ (ImageNet: "
+                "torchvision's ImageNet(root, split='val') or valprep.sh; `ablate data fetch imagenet` explains)"
+            )
+
+
+RECORD = Dataset(
+    name="imagefolder",
+    title="image folder",
+    doc="ImageNet, or any folder in its layout: pretrain on train, probe train -> val, decoded in DataLoader "
+    "workers (the estimates assume ImageNet's sizes)",
+    load=load,
+    sizes=lambda cfg: Sizes(IMAGENET["train"], IMAGENET["train"], IMAGENET["val"], 0, cfg.image_size or SIDE),
+    channels=3,
+    image_size=SIDE,
+    classes=1000,  # ImageNet's; an image folder has as many as train/ has class folders
+    recipe="byol",
+    folder="imagenet",
+    layout="`train/<class>/*` and `val/<class>/*` (ImageNet layout, val sorted into class folders)",
+    marks=("train", "val"),
+    splits=IMAGENET,
+    howto=HOWTO,
+    check=check,
+    aliases=("imagenet",),
+)

@@ -1,88 +1,49 @@
-"""One record per dataset: every fact about it that the loaders, ``ablate data fetch / check / list``,
-the memory and cost estimates, ``ablate check`` and the docs read, and nothing spelled elsewhere.
+"""The dataset registry with the built-in datasets in: one record per dataset, and nothing spelled elsewhere.
 
-Adding a dataset (built in, or a plugin's) is one :class:`Dataset` passed to :func:`register_dataset`;
-``data.name`` then accepts its name. Read the registry as :data:`DATASETS` from this module, which
+Every fact about a dataset that the loaders, ``ablate data fetch / check / list``, the memory and
+cost estimates, ``ablate check`` and the docs read is in its :class:`Dataset` record, in the
+dataset's own module (:mod:`ablate.datasets.digits`, ``cifar10``, ``stl10``, ``imagefolder``,
+``fake``). Adding a dataset is one :class:`Dataset` passed to :func:`register_dataset` (a built-in
+one: its module's record in :data:`BUILT_IN`); ``data.name`` then accepts its name and
+``data.augment`` its recipe. Read :data:`DATASETS` and :data:`RECIPES` from this module, which
 registers the built-ins.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from ablate.config.registry import BUILTIN, DATASETS, RECIPES, loading
+from ablate.config.tree import did_you_mean
+from ablate.datasets import cifar10, digits, fake, imagefolder, stl10
+from ablate.datasets.dataset import Archive, Dataset, Sizes, register_dataset
+from ablate.datasets.recipes import Recipe, register_recipe
+from ablate.errors import UserError
 
-from ablate.config.registry import DATASETS
+BUILT_IN = (digits.RECORD, cifar10.RECORD, stl10.RECORD, imagefolder.RECORD, fake.RECORD)  # in the docs' order
 
-if TYPE_CHECKING:
-    import torch
-
-    from ablate.config.trial import DataConfig
-    from ablate.datasets.images import Splits
-
-
-@dataclass(frozen=True)
-class Sizes:
-    """How many images a trial of a dataset touches (the memory and cost estimates read these)."""
-
-    pretrain: int  # images one pretraining epoch passes over
-    probe_train: int  # images the linear probe / kNN memory bank is built from
-    probe_test: int  # images the probe / kNN is evaluated on
-    resident: int  # images held on the trial's device as one uint8 tensor (0: decoded in DataLoader workers)
+with loading(BUILTIN):  # ours, even when a plugin's import is the first to reach this module
+    for _record in BUILT_IN:
+        register_dataset(_record)
 
 
-@dataclass(frozen=True)
-class Dataset:
-    """One dataset. ``load`` reads it (never downloads; :class:`ablate.errors.DatasetError` when it is
-    missing or malformed); ``sizes`` says how many images a trial touches for a given ``data`` config."""
-
-    name: str  # what data.name says
-    title: str  # how messages and docs name it
-    doc: str  # one line for the docs and `ablate data list`
-    load: Callable[[DataConfig, torch.device], Splits]
-    sizes: Callable[[DataConfig], Sizes]
-    channels: int
-    image_size: int  # side of the stored images: the crop when data.image_size is 0
-    classes: int
-    recipe: str  # the augmentation recipe (ablate.datasets.recipes.RECIPES) data.augment: auto stands for
-    folder: str = ""  # its folder under the data root (`ablate data fetch` writes <root>/<folder>); "" = no data.root
-    splits: Mapping[str, int] = field(default_factory=dict)  # the official release's split sizes
-    archive: Any = None  # the ablate.datasets.fetch archive `ablate data fetch` downloads; None = not downloadable
-    howto: str = ""  # how to prepare it by hand when there is no archive
-    check: Callable[[Path], list[str]] | None = None  # `ablate data check`: lines about a folder, DatasetError if bad
-    aliases: tuple[str, ...] = ()  # other names `ablate data` accepts for it
-
-    @property
-    def needs_root(self) -> bool:
-        """Whether a trial needs data.root (the dataset lives on disk, it is not bundled or generated)."""
-        return bool(self.folder)
+def find(name: str, action: str) -> Dataset:
+    """The dataset ``ablate data <action> NAME`` names (by its name or an alias); a one-line error listing them."""
+    for record in DATASETS.values():
+        if name in (record.name, *record.aliases):
+            return record
+    names = [n for record in DATASETS.values() for n in (record.name, *record.aliases)]
+    raise UserError(
+        f"data {action} {name!r}: unknown dataset; choose one of {', '.join(names)}{did_you_mean(name, names)}"
+    )
 
 
-def register_dataset(record: Dataset) -> Dataset:
-    """Add ``record`` to :data:`DATASETS` (a name already taken is a :class:`ablate.errors.UserError`)."""
-    return DATASETS.register(record.name, record)
-
-
-__all__ = ["DATASETS", "Dataset", "Sizes", "register_dataset"]
-
-
-def _interim_builtins() -> None:  # TEMPORARY: replaced by the per-dataset records (datasets branch)
-    from ablate.datasets import loaders
-
-    def fixed(p, tr, te, res):
-        return lambda cfg: Sizes(p, tr, te, res)
-
-    for name, title, folder, c, side in [
-        ("digits", "digits", "", 1, 16),
-        ("fake", "fake", "", 3, 32),
-        ("cifar10", "CIFAR-10", "cifar10", 3, 32),
-        ("stl10", "STL-10", "stl10", 3, 96),
-        ("imagefolder", "image folder", "imagenet", 3, 224),
-    ]:
-        register_dataset(
-            Dataset(name, title, "", loaders.LOADERS[name], fixed(0, 0, 0, 0), c, side, 10, name, folder=folder)
-        )
-
-
-_interim_builtins()
+__all__ = [
+    "DATASETS",
+    "RECIPES",
+    "Archive",
+    "Dataset",
+    "Recipe",
+    "Sizes",
+    "find",
+    "register_dataset",
+    "register_recipe",
+]

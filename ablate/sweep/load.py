@@ -26,6 +26,7 @@ from typing import Any
 
 from ablate.config.tree import Source, build, did_you_mean, fail, set_dotted
 from ablate.config.yamlfile import decode_text, expand_tree, parse_yaml, read_yaml
+from ablate.datasets.records import DATASETS
 from ablate.errors import UserError
 from ablate.kinds.registry import DEFAULT_KIND, TrialKind, get_kind
 from ablate.results.layout import SweepDir
@@ -36,7 +37,6 @@ from ablate.sweep.plugins import Plugin, is_file_entry, load_entry_points, load_
 from ablate.sweep.schema import Distribution, MetricSpec, SweepFile, fixed_key_problem
 from ablate.sweep.validated import Case, GridAxis, Sweep, SweepSource, undot
 
-DATASETS_WITH_ROOT = ("stl10", "cifar10", "imagefolder")  # never downloaded: data.root must exist
 TOP_KEYS = tuple(f.name for f in dataclasses.fields(SweepFile))
 
 
@@ -282,25 +282,16 @@ def _check_metric(src: Source, key: str, name: str, kind: TrialKind, metrics: li
         )
 
 
-def _get(name: str, root: str) -> str:
-    """How to put dataset ``name`` at ``root``: fetch it (STL-10, CIFAR-10), or put it there (ImageNet)."""
-    if name == "imagefolder":
-        return "put the image folder there (see `ablate data fetch imagenet`), "
-    parent = Path(root).parent if Path(root).name == name else Path(root)
-    return f"fetch it with `ablate data fetch {name} --root {parent}`, "
-
-
 def check_data_paths(data: Any, src: Source) -> None:
     """The dataset of a trial exists where ``data.root`` says (it is never downloaded)."""
-    name, root = getattr(data, "name", None), getattr(data, "root", None)
-    if name not in DATASETS_WITH_ROOT or not root:
+    record, root = DATASETS.get(getattr(data, "name", None)), getattr(data, "root", None)
+    if record is None or not record.needs_root or not root:
         return
     if not Path(root).is_dir():
         rel = "" if Path(root).is_absolute() else f" (relative to {os.getcwd()})"
         raise fail(
             src,
             "data.root",
-            f"directory {root!r} does not exist{rel}; "
-            f"{_get(name, root)}point data.root (or ABLATE_DATA) at it, "
+            f"directory {root!r} does not exist{rel}; {record.how_to_get(Path(root))}, "
             "or check the rest of the sweep without it with `ablate check --no-data`",
         )

@@ -8,7 +8,8 @@ each of which matches the ``torchvision.transforms.v2.functional`` op per image.
 the torchvision recipe's distribution, without one Python call per image and without one shared
 draw for the batch.
 
-The recipes themselves are data (:mod:`ablate.datasets.recipes`).
+The recipes themselves are data (:mod:`ablate.datasets.recipes`, and each dataset's own in its record);
+:func:`torchvision_transform` builds one as the per-sample torchvision pipeline it is compared with.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from functools import cache
 import torch
 from torch import Tensor
 
-from ablate.datasets.recipes import RECIPES, Recipe
+from ablate.datasets.records import RECIPES, Recipe
 from ablate.train import augment_ops as ops
 
 
@@ -252,3 +253,39 @@ def eval_transform(recipe: str, size: int, channels: int) -> EvalTransform:
     if recipe not in RECIPES:
         raise KeyError(f"unknown augmentation recipe {recipe!r}; known: {', '.join(RECIPES)}")
     return EvalTransform(recipe, size, channels)
+
+
+def torchvision_transform(recipe: str, size: int, channels: int, view: int = 0):
+    """The same recipe as a per-sample ``torchvision.transforms.v2`` pipeline (the usual
+    DataLoader-worker way), for one view: uint8 (C, H, W) tensor or PIL image -> float (C, size, size).
+
+    Ops stay on uint8 until the end, as a worker pipeline would (solarize threshold 128 of 255 is
+    0.5 of [0, 1]); ColorJitter draws a random op order per call, as ours does per image."""
+    from torchvision.transforms import v2
+
+    r = RECIPES[recipe]
+    steps: list = [v2.ToImage()]
+    if r.crop_scale:
+        steps.append(v2.RandomResizedCrop(size, scale=r.crop_scale, ratio=r.crop_ratio, antialias=True))
+    else:
+        steps += [v2.Resize(size, antialias=True), v2.CenterCrop(size)]
+    if r.flip:
+        steps.append(v2.RandomHorizontalFlip(0.5))
+    b, c, s, h = r.jitter
+    if channels == 1:
+        s, h = 0.0, 0.0  # no-ops on one channel; torchvision would reject nothing but do nothing
+    if r.jitter_p > 0 and any((b, c, s, h)):
+        steps.append(v2.RandomApply([v2.ColorJitter(b, c, s, h)], p=r.jitter_p))
+    if r.gray_p > 0 and channels == 3:
+        steps.append(v2.RandomGrayscale(r.gray_p))
+    blur_p = r.per_view(r.blur_p, view)
+    if r.blur_kernel and blur_p > 0:
+        k = min(r.blur_kernel, 2 * size - 1)
+        steps.append(v2.RandomApply([v2.GaussianBlur(k, sigma=r.blur_sigma)], p=blur_p))
+    sol_p = r.per_view(r.solarize_p, view)
+    if sol_p > 0:
+        steps.append(v2.RandomSolarize(threshold=128, p=sol_p))
+    steps.append(v2.ToDtype(torch.float32, scale=True))
+    if r.mean is not None:
+        steps.append(v2.Normalize(list(r.mean[:channels]), list(r.std[:channels])))
+    return v2.Compose(steps)

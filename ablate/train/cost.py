@@ -28,12 +28,11 @@ from typing import Any
 import torch
 
 from ablate.config.trial import TrialConfig
+from ablate.datasets.records import DATASETS
 from ablate.models.pair import BYOLPair
 from ablate.results.io import newest_bench_row
 from ablate.train.memory import dataset_geometry, sweep_configs
 
-# pretraining images per epoch (ablate.datasets.loaders); an image folder is not counted: ImageNet's is assumed
-PRETRAIN_IMAGES = {"digits": 1347, "cifar10": 50_000, "stl10": 105_000, "imagefolder": 1_281_167}
 H100 = {"name": "H100 SXM", "bf16": 989e12, "fp32": 67e12}
 ASSUMED_MFU = 0.35
 THROUGHPUT = "training throughput, linear predictor"  # the figure of ablate bench's step section read here
@@ -70,8 +69,7 @@ def step_flops(cfg: TrialConfig) -> tuple[float, float]:
 def trial_flops(cfg: TrialConfig) -> float:
     """Training and evaluation FLOPs of one trial."""
     per_step, per_image = step_flops(cfg)
-    n_pretrain = cfg.data.fake_size if cfg.data.name == "fake" else PRETRAIN_IMAGES[cfg.data.name]
-    steps = n_pretrain // cfg.train.batch_size
+    steps = DATASETS[cfg.data.name].sizes(cfg.data).pretrain // cfg.train.batch_size
     if cfg.train.steps_per_epoch:
         steps = min(steps, cfg.train.steps_per_epoch)
     _, _, _, n_probe, n_test = dataset_geometry(cfg.data)

@@ -135,7 +135,7 @@ def shard_batches(
 ) -> Iterator[tuple[Tensor, Tensor]]:
     """This rank's part of every global pretraining batch (shuffled, drop_last).
 
-    Images decoded by DataLoader workers (:class:`ablate.datasets.imagefolder.FolderImageSet`) are decoded
+    Images decoded by DataLoader workers (:class:`ablate.datasets.folderset.FolderImageSet`) are decoded
     only for this rank's indices; sets held in memory on the device are batched as in one process
     and sliced (an index_select of B instead of B / world images: negligible next to a step)."""
     rows = dp.shard(batch_size)

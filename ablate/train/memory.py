@@ -33,33 +33,20 @@ from typing import Any
 
 import torch
 
+from ablate.datasets.records import DATASETS
 from ablate.models.pair import BYOLPair
 
 GIB = 2**30
 CUDA_CONTEXT_BYTES = int(0.5 * GIB)  # CUDA context + cuDNN/cuBLAS handles per process (typical)
 REFERENCE_GPU_BYTES = 80 * 10**9  # an 80 GB GPU (H100 / A100 80GB) when no GPU is visible
 
-# (images held on the device, channels, native side) of the tensor datasets (ablate.datasets.loaders).
-DATASET_GEOMETRY = {
-    "digits": (1797, 1, 16),
-    "cifar10": (60_000, 3, 32),
-    "stl10": (5_000 + 100_000 + 8_000, 3, 96),
-}
-# (probe-train images, test images) the evaluation extracts features for.
-EVAL_IMAGES = {"digits": (1347, 450), "cifar10": (50_000, 10_000), "stl10": (5_000, 8_000), "imagefolder": (0, 0)}
-
 
 def dataset_geometry(data: Any) -> tuple[int, int, int, int, int]:
-    """(images on the device, channels, stored side, probe-train images, test images) of ``data``."""
-    if data.name == "fake":
-        side = data.image_size or 32
-        n_probe = min(data.fake_size, 1024)
-        n_test = max(2 * data.fake_classes, n_probe // 4)
-        return data.fake_size + n_test, 3, side, n_probe, n_test
-    if data.name == "imagefolder":  # decoded in DataLoader workers: nothing resident on the device
-        return 0, 3, data.image_size or 224, 0, 0
-    n, c, side = DATASET_GEOMETRY[data.name]
-    return (n, c, side, *EVAL_IMAGES[data.name])
+    """(images on the device, channels, stored side, probe-train images, test images) of ``data``, from its
+    dataset's record."""
+    record = DATASETS[data.name]
+    n = record.sizes(data)
+    return n.resident, record.channels, n.side, n.probe_train, n.probe_test
 
 
 def _saved_activations(pair: Any, x: Any, param_keys: set[int]) -> tuple[dict[int, tuple[int, bool]], int]:

@@ -19,7 +19,7 @@ import pytest
 
 import ablate
 from ablate.cli import main
-from ablate.config.trial import load_trial_config
+from ablate.kinds.ssl import load_trial_config
 from ablate.train.loop import pretrain
 from helpers.jobs import assert_completed, expected_trial_ids, job_log, submit, submit_process, write_sweep
 from helpers.tiny_sweeps import TINY_BASE

@@ -1,8 +1,9 @@
 """A real HTTP server on the loopback, and tiny archives in the official formats, for ``ablate data fetch``.
 
 The server serves bytes the test wrote, honours ``Range: bytes=N-`` (206) unless told not to, and
-can stop a response half-way (it closes the connection after N bytes of the body). The registry of
-archives points at it, with each tiny archive's own md5. Nothing reaches the internet.
+can stop a response half-way (it closes the connection after N bytes of the body), or answer with
+a status line of the test's choosing. The dataset records point at it, with each tiny archive's own
+md5 and size. Nothing reaches the internet.
 """
 
 from __future__ import annotations
@@ -15,13 +16,15 @@ import re
 import socket
 import tarfile
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
 
-from ablate.datasets import registry
+from ablate.datasets import dataset, download
+from ablate.datasets.records import DATASETS
 
 STL_SPLITS = {"train": 3, "test": 2, "unlabeled": 2}
 
@@ -75,6 +78,12 @@ class Server:
     cut_after: dict[str, int] = field(default_factory=dict)  # file -> close after N body bytes (once)
     honour_range: bool = True
     requests: list[tuple[str, str | None]] = field(default_factory=list)  # (path, Range header)
+    headers: list[dict[str, str]] = field(default_factory=list)  # every request's headers
+    status: dict[str, tuple[int, str]] = field(default_factory=dict)  # file -> (code, reason phrase) to answer
+    no_length: set[str] = field(default_factory=set)  # files sent without Content-Length, until the connection closes
+    redirect: dict[str, str] = field(default_factory=dict)  # file -> URL it is moved to (302)
+    hold_after: dict[str, int] = field(default_factory=dict)  # file -> stall after N body bytes until released (once)
+    release: threading.Event = field(default_factory=threading.Event)
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -82,6 +91,18 @@ class Handler(BaseHTTPRequestHandler):
         srv: Server = self.server.state
         name = self.path.lstrip("/")
         srv.requests.append((name, self.headers.get("Range")))
+        srv.headers.append(dict(self.headers))
+        if name in srv.redirect:
+            self.send_response(302)
+            self.send_header("Location", srv.redirect[name])
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        if name in srv.status:
+            code, reason = srv.status[name]
+            self.wfile.write(f"HTTP/1.1 {code} {reason}\r\nContent-Length: 0\r\n\r\n".encode("latin-1"))
+            self.close_connection = True
+            return
         body = srv.files.get(name)
         if body is None:
             self.send_error(404)
@@ -99,8 +120,17 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
         else:
             self.send_response(200)
-        self.send_header("Content-Length", str(len(body) - start))
+        if name in srv.no_length:
+            self.close_connection = True
+        else:
+            self.send_header("Content-Length", str(len(body) - start))
         self.end_headers()
+        hold = srv.hold_after.pop(name, None)
+        if hold is not None:  # a server that goes silent half-way (the client is interrupted meanwhile)
+            self.wfile.write(body[start : start + hold])
+            self.wfile.flush()
+            srv.release.wait(60)
+            return
         cut = srv.cut_after.pop(name, None)
         self.wfile.write(body[start:] if cut is None else body[start : start + cut])
         if cut is not None:  # stop half-way: the client sees the connection close before Content-Length
@@ -110,15 +140,31 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture
-def server():
+@contextmanager
+def serving():
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     httpd.state = Server(url=f"http://127.0.0.1:{httpd.server_address[1]}")
     thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
-    yield httpd.state
-    httpd.shutdown()
-    httpd.server_close()
+    try:
+        yield httpd.state
+    finally:
+        httpd.state.release.set()
+        httpd.shutdown()
+        httpd.server_close()
+
+
+@pytest.fixture
+def server():
+    with serving() as state:
+        yield state
+
+
+@pytest.fixture
+def other_server():
+    """A second server: another origin, as a redirect to another host reaches."""
+    with serving() as state:
+        yield state
 
 
 def closed_port() -> int:
@@ -128,22 +174,27 @@ def closed_port() -> int:
         return s.getsockname()[1]
 
 
+def swap_archive(name: str, **changes) -> None:
+    """Give dataset ``name``'s record an archive with ``changes`` (its own origin may replace its record)."""
+    record = DATASETS[name]
+    DATASETS.register(name, replace(record, archive=replace(record.archive, **changes)))
+
+
 @pytest.fixture
 def archives(server, monkeypatch):
-    """The registry pointed at the loopback server, serving the tiny archives with their own md5."""
+    """The records pointed at the loopback server, serving the tiny archives with their own md5; name ->
+    archive. The official records come back afterwards."""
     for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
         monkeypatch.delenv(var, raising=False)
-    monkeypatch.delenv(registry.ROOT_ENV, raising=False)
-    monkeypatch.delenv(registry.MIRROR_ENV, raising=False)
+    monkeypatch.delenv(dataset.ROOT_ENV, raising=False)
+    monkeypatch.delenv(download.MIRROR_ENV, raising=False)
+    official = {name: DATASETS[name] for name in ARCHIVE_BYTES}
     for name, data in ARCHIVE_BYTES.items():
-        official = registry.ARCHIVES[name]
-        server.files[official.filename] = data
-        tiny = replace(
-            official,
-            url=f"{server.url}/{official.filename}",
-            md5=hashlib.md5(data).hexdigest(),
-            size=len(data),
-            unpacked=1_000_000,
+        filename = official[name].archive.filename
+        server.files[filename] = data
+        swap_archive(
+            name, url=f"{server.url}/{filename}", md5=hashlib.md5(data).hexdigest(), size=len(data), unpacked=1_000_000
         )
-        monkeypatch.setitem(registry.ARCHIVES, name, tiny)
-    return registry.ARCHIVES
+    yield {name: DATASETS[name].archive for name in ARCHIVE_BYTES}
+    for name, record in official.items():
+        DATASETS.register(name, record)

@@ -11,11 +11,10 @@ import hashlib
 import io
 import os
 import tarfile
-from dataclasses import replace
 
 import numpy as np
 import pytest
-from conftest import ARCHIVE_BYTES, closed_port, stl_files, targz
+from conftest import ARCHIVE_BYTES, closed_port, stl_files, swap_archive, targz
 
 from ablate.cli import main
 from ablate.config.trial import DataConfig
@@ -106,8 +105,8 @@ def test_a_whole_part_the_server_has_nothing_after_is_taken_and_verified(archive
     assert leftovers(tmp_path / "stl10") == ["stl10_binary"]
 
 
-def test_a_checksum_mismatch_deletes_the_archive_and_unpacks_nothing(archives, server, tmp_path, monkeypatch, capsys):
-    monkeypatch.setitem(fetch.ARCHIVES, "stl10", replace(archives["stl10"], md5="0" * 32))
+def test_a_checksum_mismatch_deletes_the_archive_and_unpacks_nothing(archives, server, tmp_path, capsys):
+    swap_archive("stl10", md5="0" * 32)
     assert main(["data", "fetch", "stl10", "--root", str(tmp_path)]) == 2
     err = capsys.readouterr().err.splitlines()[-1]
     assert err.startswith(f"ablate: error: {STL} from {server.url}/{STL} does not match its checksum (md5 ")
@@ -265,12 +264,10 @@ def test_a_broken_dataset_in_place_is_never_overwritten(archives, server, tmp_pa
     assert (tmp_path / "stl10" / "stl10_binary" / "train_X.bin").read_bytes() == b"mine" and server.requests == []
 
 
-def test_an_archive_with_files_outside_its_folder_is_refused(archives, server, tmp_path, monkeypatch):
+def test_an_archive_with_files_outside_its_folder_is_refused(archives, server, tmp_path):
     bad = targz("", {"stl10_binary/train_y.bin": b"1", "elsewhere/evil.bin": b"1"})
     server.files[STL] = bad
-    monkeypatch.setitem(
-        fetch.ARCHIVES, "stl10", replace(archives["stl10"], md5=hashlib.md5(bad).hexdigest(), size=len(bad))
-    )
+    swap_archive("stl10", md5=hashlib.md5(bad).hexdigest(), size=len(bad))
     with pytest.raises(
         DatasetError, match=r"cannot unpack .*: it holds 'elsewhere/evil.bin', outside its one folder stl10_binary/"
     ):
@@ -284,8 +281,8 @@ def test_imagenet_explains_how_to_prepare_it_and_exits_2(tmp_path, capsys):
     assert "need an account at\nhttps://image-net.org" in err and f"{tmp_path}/imagenet/val/n01440764/" in err
     assert "ImageNet as I; I('" in err and "valprep.sh" in err
     assert err.splitlines()[-1] == (
-        f"ablate: error: data fetch imagenet: ImageNet is not downloadable (image-net.org needs a login); prepare "
-        f"{tmp_path}/imagenet as explained above, then run: ablate data check imagefolder --root {tmp_path}"
+        f"ablate: error: data fetch imagenet: there is no archive to download for the image folder (imagefolder); "
+        f"prepare {tmp_path}/imagenet as explained above, then run: ablate data check imagefolder --root {tmp_path}"
     )
     assert not (tmp_path / "imagenet").exists()
 

@@ -2,6 +2,7 @@
 
 import pytest
 
+import ablate.datasets.records  # noqa: F401  fills the dataset registry data.name is checked against, as every entry point does
 from ablate.config.tree import Source, field_docs, merge, parse_set
 from ablate.config.trial import TrialConfig, config_hash
 from ablate.config.yamlfile import read_yaml

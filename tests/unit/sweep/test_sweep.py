@@ -219,8 +219,8 @@ BAD = [
             root: /nonexistent/ablate-test/stl10
         """,
         "{f}:5: data.root: directory '/nonexistent/ablate-test/stl10' does not exist; "
-        "fetch it with `ablate data fetch stl10 --root /nonexistent/ablate-test`, point data.root (or ABLATE_DATA) at it, "
-        "or check the rest of the sweep without it with `ablate check --no-data`",
+        "get it with `ablate data fetch stl10 --root /nonexistent/ablate-test` and check it with `ablate data check stl10 "
+        "--root /nonexistent/ablate-test`, or check the rest of the sweep without it with `ablate check --no-data`",
     ),
     (
         "dataset that needs a root without one",

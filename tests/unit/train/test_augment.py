@@ -7,9 +7,16 @@ import torch
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
-from ablate.datasets.recipes import RECIPES, torchvision_transform
+from ablate.datasets.records import RECIPES
 from ablate.train import augment_ops as ops
-from ablate.train.augment import AugmentParams, BatchAugment, build_augment, crop_boxes, eval_transform
+from ablate.train.augment import (
+    AugmentParams,
+    BatchAugment,
+    build_augment,
+    crop_boxes,
+    eval_transform,
+    torchvision_transform,
+)
 
 
 def images(b=4, c=3, size=32, seed=0) -> torch.Tensor:

@@ -112,7 +112,7 @@ class ConfigView(Mapping[str, type]):
 def isolated() -> Iterator[None]:
     """Undo every registration made inside the block when it ends (a test that loads plugins, a tool that
     reads several sweeps' plugins in one process and must not let one sweep's names leak into the next)."""
-    saved = [(r, dict(r._records), dict(r._origins)) for r in (PREDICTORS, DATASETS, KINDS)]
+    saved = [(r, dict(r._records), dict(r._origins)) for r in (PREDICTORS, DATASETS, RECIPES, KINDS)]
     try:
         yield
     finally:

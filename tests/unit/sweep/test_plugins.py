@@ -16,6 +16,7 @@ from ablate.cli import main
 from ablate.config.registry import PREDICTORS, isolated
 from ablate.errors import UserError
 from ablate.kinds.registry import KINDS, SSL
+from ablate.kinds.single import run_single
 from ablate.sweep.load import read_sweep
 from ablate.sweep.plugins import load_entry_points
 
@@ -221,3 +222,36 @@ def test_an_installed_packages_entry_point_is_a_plugin(tmp_path, monkeypatch):
 def test_the_registry_refuses_a_name_that_is_not_an_identifier():
     with pytest.raises(UserError, match="predictor name 'two words' must be an identifier"):
         PREDICTORS.register("two words", object())
+
+
+DATASET = """
+import torch
+
+from ablate.datasets.images import Splits, TensorImageSet
+from ablate.datasets.records import Dataset, Sizes, register_dataset
+
+
+def load(cfg, device):
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (64, 1, 8, 8), dtype=torch.uint8, generator=gen).to(device)
+    y = (torch.arange(64) % 4).to(device)
+    train, test = TensorImageSet(x[:48], y[:48]), TensorImageSet(x[48:], y[48:])
+    return Splits(train, train, test, 4, 1, 8, "none")
+
+
+register_dataset(Dataset("{name}", "noise", "64 noise images", load, lambda cfg: Sizes(48, 48, 16, 64, 8), 1, 8, 4, "none"))
+"""
+
+
+def test_a_plugin_dataset_trains_and_its_hash_joins_the_trial_id(tmp_path):
+    plugin(tmp_path, "noise_a", DATASET)
+    path = tmp_path / "d.yaml"
+    path.write_text(
+        "name: d\nplugins: [noise_a.py]\nbase: {data: {name: noise_a}, model: {width: 8}, "
+        "projector: {hidden_dim: 16, out_dim: 8}, train: {epochs: 1, batch_size: 16, device: cpu, threads: 1}, "
+        "eval: {probe_epochs: 1, knn_k: 4}}\n"
+    )
+    (trial,) = read_sweep(path).trials
+    assert [p.plugin for p in SSL.plugins(trial.config)] == ["noise_a.py"]
+    df = run_single(trial.config, {})
+    assert df.plugin.tolist() == ["noise_a.py"] and df.status.tolist() == ["ok"] and 0 <= df.knn_top1[0] <= 1

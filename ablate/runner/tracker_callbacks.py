@@ -201,6 +201,11 @@ def wandb_callback(project: str, group: str, root: Path, mode: str, stream: IO[s
             super().__init__(project=project, group=group)
             self.root, self.mode, self.stream = Path(root), mode, stream
 
+        def __getstate__(self) -> dict:
+            # Tune pickles its callbacks into tuner.pkl before the run; the output stream (the CLI's
+            # standard output, a terminal, a notebook's) belongs to this process and does not go along.
+            return {**self.__dict__, "stream": None}
+
         def setup(self, *args: Any, **kwargs: Any) -> None:
             # Ray's setup demands an API key unless WANDB_MODE says offline; say so for the call only
             # (a notebook's own wandb use afterwards keeps its environment).

@@ -102,9 +102,8 @@ def run_sweep(sweep: Sweep, folder: SweepDir, **options: Any) -> RunSummary:
         for line in [*store.set_aside(held.skipped), *held.notes(folder.display())[: 1 if held.others else 0]]:
             print(line, file=stream)
         done = held.finished(stopped_count=sweep.stop_collapsed > 0)  # with stopping off, stopped trials run on
-        summary = RunSummary(
-            folder.display(), sweep, *_counts(sweep, done), backup=backup.display() if backup else None
-        )
+        backup_at = backup.display() if backup else None
+        summary = RunSummary(folder.display(), sweep, *_counts(sweep, done), backup=backup_at, restart=opts.restart)
         if backup:
             print(f"moved old results to {backup}", file=stream)
         if summary.total == summary.skipped:

@@ -29,7 +29,7 @@ from typing import Any
 from ablate import api
 from ablate.config.tree import parse_set
 from ablate.errors import UserError
-from ablate.results.layout import BENCH_DIR
+from ablate.results.layout import BENCH_DIR, lone_trial_weights
 
 Command = Callable[[argparse.Namespace], int]
 COMMANDS: dict[str, Command] = {}
@@ -52,7 +52,12 @@ def cmd_trial(args: argparse.Namespace) -> int:
     except Exception as e:  # the trial failed: its rows and a failed row are in --out
         print(f"trial failed: {type(e).__name__}: {e}", file=sys.stderr)
         return 1
-    print(f"wrote {len(df)} rows to {args.out}")
+    weights = lone_trial_weights(args.out).local  # None for a URI
+    if weights is not None and weights.is_dir():
+        shown = weights if os.path.isabs(args.out) else os.path.relpath(weights)  # as --out was written
+        print(f"wrote {len(df)} rows to {args.out}; the trunk weights to {shown}{os.sep}")
+    else:
+        print(f"wrote {len(df)} rows to {args.out}")
     return 0 if len(df) and df["status"].iloc[-1] == "ok" else 1
 
 

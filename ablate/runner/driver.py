@@ -32,7 +32,8 @@ from ablate.results.lock import ObjectLock, RunLock, run_lock
 from ablate.results.schema import schema_for
 from ablate.runner.checkpoints import ray_storage
 from ablate.runner.data_parallel import DRIVER_RESOURCES, ddp_trainable
-from ablate.runner.progress import LiveFile, ProgressView
+from ablate.runner.live_file import LiveFile
+from ablate.runner.progress import ProgressView
 from ablate.runner.recorder import Recording, RunSummary, recorder, stopper, storage_failure
 from ablate.runner.resources import (
     check_data_parallel,

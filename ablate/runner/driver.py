@@ -43,7 +43,7 @@ from ablate.runner.resources import (
     trial_resources,
     with_gpu_share,
 )
-from ablate.runner.session import alive_nodes, init_ray, shutdown_ray, skip_callback_telemetry
+from ablate.runner.session import alive_nodes, init_ray, shutdown_ray, silent_reporter, skip_callback_telemetry
 from ablate.runner.trackers import tracker_callbacks
 from ablate.runner.trainable import trainable, trial_id_of
 from ablate.sweep.expand import Trial
@@ -210,8 +210,7 @@ def _on_ray(
         need = trial_resources(sweep)
         check_feasible(need)
         check_storage(folder.loc, opts.address, opts.shared_storage_ok)
-        view = recording.view
-        n_new = view.total - view.skipped
+        n_new = recording.view.total - recording.view.skipped
         concurrent = opts.max_concurrent or sweep.max_concurrent or None
         callbacks = [recorder(recording), *trackers]
         return _fit(
@@ -305,6 +304,7 @@ def _tuner(
             name=folder.name,
             **ray_storage(folder.ray_dir),
             verbose=0,
+            progress_reporter=silent_reporter(),
             callbacks=callbacks,
             stop=stop,
             log_to_file=True,

@@ -188,7 +188,7 @@ def silent_reporter() -> Any:
         def should_report(self, trials: Any, done: bool = False) -> bool:
             return False
 
-        def report(self, trials: Any, done: bool, *sys_info: str) -> None:
+        def report(self, *_: Any) -> None:
             pass
 
     return Silent()

@@ -20,6 +20,7 @@ import contextlib
 import errno
 import io
 import os
+import shlex
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -28,7 +29,7 @@ from typing import Any
 from ablate import api
 from ablate.config.tree import parse_set
 from ablate.errors import UserError
-from ablate.results.layout import BENCH_DIR
+from ablate.results.layout import BENCH_DIR, lone_trial_weights
 
 Command = Callable[[argparse.Namespace], int]
 COMMANDS: dict[str, Command] = {}
@@ -51,7 +52,12 @@ def cmd_trial(args: argparse.Namespace) -> int:
     except Exception as e:  # the trial failed: its rows and a failed row are in --out
         print(f"trial failed: {type(e).__name__}: {e}", file=sys.stderr)
         return 1
-    print(f"wrote {len(df)} rows to {args.out}")
+    weights = lone_trial_weights(args.out).local  # None for a URI
+    if weights is not None and weights.is_dir():
+        shown = weights if os.path.isabs(args.out) else os.path.relpath(weights)  # as --out was written
+        print(f"wrote {len(df)} rows to {args.out}; the trunk weights to {shown}{os.sep}")
+    else:
+        print(f"wrote {len(df)} rows to {args.out}")
     return 0 if len(df) and df["status"].iloc[-1] == "ok" else 1
 
 
@@ -84,7 +90,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     log = parse_log(args.log) if args.log is not None else None
     keys = ("storage", "address", "max_concurrent", "restart", "shared_storage_ok", "tracking_uri")
     summary = api.run(args.sweep, parse_set(args.sets), log=log, **_pick(args, *keys))
-    print(summary.describe())
+    print(summary.describe(resume=resume_command(args.argv)))
     sweep, folder = summary.sweep, SweepDir.at(summary.results_dir)
     if not summary.interrupted and not summary.failed and sweep.table is not None and not args.no_table:
         print(api.table(folder.loc))
@@ -92,6 +98,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         for line in tracker_notes(log if log is not None else sweep.logging, folder, args.tracking_uri):
             print(line)
     return summary.exit_code
+
+
+def resume_command(argv: list[str]) -> str:
+    """The command line that resumes an interrupted ``ablate run ARGV``, shell-quoted: the same one
+    without ``--restart`` (or an abbreviation argparse took for it), which would move the finished
+    trials aside and start over."""
+    longs = [flag for flag, _ in PARSERS["run"][2] if flag.startswith("--")] + ["--help"]
+    end = argv.index("--") if "--" in argv else len(argv)  # after "--" every word is an argument
+    kept = [w for i, w in enumerate(argv) if i >= end or [f for f in longs if f.startswith(w)] != ["--restart"]]
+    return shlex.join(["ablate", *kept])
 
 
 @command
@@ -443,6 +459,7 @@ def main(argv: list[str] | None = None) -> int:
 def _dispatch(argv: list[str] | None) -> int:
     try:
         args = build_parser().parse_args(argv)
+        args.argv = list(sys.argv[1:] if argv is None else argv)  # as typed: `run` prints how to resume
         code = COMMANDS[args.command](args)
     except SystemExit as e:  # --help, --version, or a flag argparse refused (one line said)
         code = e.code if isinstance(e.code, int) else int(e.code is not None)

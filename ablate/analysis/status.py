@@ -2,7 +2,7 @@
 
 While an ``ablate run`` of the folder is running, its trials are shown as it sees them: running
 (with their epoch and images/s) or pending, from ``_<sweep>/progress.json``
-(:class:`ablate.runner.progress.LiveFile`). That file counts only while the driver it names holds the
+(:class:`ablate.runner.live_file.LiveFile`). That file counts only while the driver it names holds the
 run lock (:mod:`ablate.results.lock`): a file a killed run left behind never says "running".
 """
 

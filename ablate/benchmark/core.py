@@ -4,6 +4,10 @@ Each figure is ours against a baseline timed in the same process, on the same da
 repeats interleaved (round r runs A then B, round r+1 B then A) after warm-up, and the median of
 each side taken: machine noise (a shared CPU, a busy GPU) hits both sides alike and cancels in the
 ratio. On CUDA every timed call ends with ``torch.cuda.synchronize()``.
+
+Noise that does not cancel is said, not hidden (:func:`judge_noise`): a figure whose repeats on one
+side lie more than :data:`NOISY_SPREAD` apart, a time at or below zero, or a part timed larger than
+its whole gets the verdict ``noisy`` instead of met or missed.
 """
 
 from __future__ import annotations
@@ -53,6 +57,8 @@ class Measurement:
     ours_runs: list[float] = field(default_factory=list)
     baseline_runs: list[float] = field(default_factory=list)
     status: str = ""  # "skipped" (not measurable here) or "failed" (the section raised); "" = measured
+    part_of: str = ""  # the ``what`` of the figure of this section whose time includes this one's
+    noise: str = ""  # why the figure cannot be trusted (:func:`judge_noise`); "" = it can
 
     @property
     def ratio(self) -> float | None:
@@ -62,10 +68,52 @@ class Measurement:
     def verdict(self) -> str:
         if self.status:
             return self.status
+        if self.noise:
+            return "noisy"
         if self.target is None:
             return ""
         met = self.target.met(self.ours, self.baseline)
         return "n/a" if met is None else ("met" if met else "missed")
+
+
+# The slowest repeat of one side over its fastest beyond which its median says more about the machine
+# than about the code (an idle machine with one thread per side stays within a few percent).
+NOISY_SPREAD = 1.5
+TIME_UNITS = ("s", "s/step", "s/trial")
+
+
+def spread(runs: list[float]) -> float | None:
+    """Largest over smallest of a side's repeats (inf if one is at or below zero: a difference of two
+    noisy timings); None with fewer than two."""
+    xs = [x for x in runs if math.isfinite(x)]
+    if any(x <= 0 for x in xs):
+        return math.inf
+    return max(xs) / min(xs) if len(xs) >= 2 else None
+
+
+def judge_noise(figures: list[Measurement]) -> None:
+    """Set ``noise`` on each measured figure whose numbers contradict themselves or each other."""
+    reasons = {id(f): _own_noise(f) for f in figures}
+    wholes = {(f.section, f.what): f for f in figures}
+    for part in figures:
+        whole = wholes.get((part.section, part.part_of))
+        if whole is None or part.status or whole.status or not part.ours > whole.ours:
+            continue
+        reasons[id(part)].append(f"larger than its whole, {whole.what!r} ({part.ours:.3g} > {whole.ours:.3g})")
+        reasons[id(whole)].append(f"smaller than its part {part.what!r}")
+    for f in figures:
+        f.noise = "" if f.status else "; ".join(reasons[id(f)])
+
+
+def _own_noise(f: Measurement) -> list[str]:
+    """What is wrong with one figure alone: an impossible time, repeats too far apart."""
+    out = [f"a time of {f.ours:.3g} {f.unit}"] if f.unit in TIME_UNITS and f.ours <= 0 else []
+    for side, runs in (("ours", f.ours_runs), ("baseline", f.baseline_runs)):
+        x = spread(runs)
+        if x is not None and x > NOISY_SPREAD:
+            apart = "one at or below zero" if math.isinf(x) else f"{x:.1f}x apart"
+            out.append(f"repeats of {side} {min(runs):.3g} to {max(runs):.3g} {f.unit} ({apart})")
+    return out
 
 
 def _ratio(a: float, b: float) -> float | None:

@@ -35,7 +35,7 @@ import pyarrow as pa
 import torch
 
 from ablate.benchmark.collapse import bench_collapse
-from ablate.benchmark.core import BenchContext, Measurement, available_cores
+from ablate.benchmark.core import NOISY_SPREAD, BenchContext, Measurement, available_cores, judge_noise
 from ablate.benchmark.gpu import bench_gpu
 from ablate.benchmark.orchestration import bench_orchestration
 from ablate.benchmark.sections import bench_augment, bench_directpred, bench_eval, bench_step
@@ -115,6 +115,7 @@ def run_bench(
         finally:
             torch.set_num_threads(threads)  # a trial config may have changed it
         ctx.log(f"bench: {name} done in {time.perf_counter() - t0:.1f} s")
+    judge_noise(figures)
     df = to_frame(figures, ctx, started)
     if out_dir is not None:
         path = Path(out_dir) / f"bench-{started.strftime('%Y%m%dT%H%M%SZ')}-{device}.parquet"
@@ -139,6 +140,7 @@ def to_frame(figures: list[Measurement], ctx: BenchContext, started: dt.datetime
                 "target": f.target.label if f.target else "",
                 "verdict": f.verdict,
                 "note": f.note,
+                "noise": f.noise,
                 "ours_runs": [float(x) for x in f.ours_runs],
                 "baseline_runs": [float(x) for x in f.baseline_runs],
                 "device": prov["device"],
@@ -206,4 +208,19 @@ def render_bench(df: pd.DataFrame) -> str:
         notes = [(r["section"], r["what"], r["note"]) for r in df.to_dict("records") if r.get("note")]
         for section, what, note in notes:
             out.append(f"  {section} / {what}: {note}")
+        out += noise_lines(df)
     return "\n".join(out)
+
+
+def noise_lines(df: pd.DataFrame) -> list[str]:
+    """The warning under a table with noisy figures: which, why, and what to do."""
+    noisy = [r for r in df.to_dict("records") if r.get("noise")]
+    if not noisy:
+        return []
+    return [
+        "",
+        f"warning: {len(noisy)} of {len(df)} figures are too noisy to trust (verdict 'noisy': repeats more than "
+        f"{NOISY_SPREAD}x apart, a time at or below zero, or a part larger than its whole); the machine was busy "
+        "while they were timed: run again when it is quiet, with --threads 1 on a shared machine",
+        *(f"  {r['section']} / {r['what']}: {r['noise']}" for r in noisy),
+    ]

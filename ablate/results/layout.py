@@ -68,9 +68,10 @@ def sweep_location_text(name: str, storage: str | Path | None = None) -> str:
 
 
 def lone_trial_weights(out: str | Path) -> Location:
-    """Where ``ablate trial --out <dir>/<name>.parquet`` keeps its trunk weights: ``<dir>/_weights/<name>/``."""
+    """Where ``ablate trial --out <dir>/<name>.parquet`` keeps its trunk weights: ``<dir>/_<name>/weights/``,
+    the file's companion beside it (as ``_<sweep>/`` is a sweep's), which a Parquet reader of ``<dir>`` skips."""
     out = Path(out)
-    return Location.parse(out.parent / "_weights" / out.stem)
+    return Location.parse(out.parent / f"{COMPANION_MARK}{out.stem}" / "weights")
 
 
 def slurm_dir(name: str, storage: str | Path | None = None) -> Path:

@@ -29,7 +29,8 @@ from ablate.results.layout import SweepDir
 from ablate.results.lock import ObjectLock, RunLock, run_lock
 from ablate.runner.checkpoints import ray_storage
 from ablate.runner.data_parallel import DRIVER_RESOURCES, ddp_trainable
-from ablate.runner.progress import LiveFile, ProgressView
+from ablate.runner.live_file import LiveFile
+from ablate.runner.progress import ProgressView
 from ablate.runner.recorder import (
     DISK_FULL,
     Recording,
@@ -48,7 +49,7 @@ from ablate.runner.resources import (
     trial_resources,
     with_gpu_share,
 )
-from ablate.runner.session import alive_nodes, init_ray, shutdown_ray, skip_callback_telemetry
+from ablate.runner.session import alive_nodes, init_ray, shutdown_ray, silent_reporter, skip_callback_telemetry
 from ablate.runner.trackers import tracker_callbacks
 from ablate.runner.trainable import trainable, trial_id_of
 from ablate.sweep.expand import Trial
@@ -110,9 +111,8 @@ def run_sweep(sweep: Sweep, folder: SweepDir, **options: Any) -> RunSummary:
         for line in [*store.set_aside(held.skipped), *held.notes(folder.display())[: 1 if held.others else 0]]:
             print(line, file=stream)
         done = held.finished(stopped_count=sweep.stop_collapsed > 0)  # with stopping off, stopped trials run on
-        summary = RunSummary(
-            folder.display(), sweep, *_counts(sweep, done), backup=backup.display() if backup else None
-        )
+        backup_at = backup.display() if backup else None
+        summary = RunSummary(folder.display(), sweep, *_counts(sweep, done), backup=backup_at, restart=opts.restart)
         if backup:
             print(f"moved old results to {backup}", file=stream)
         if summary.total == summary.skipped:
@@ -202,8 +202,7 @@ def _on_ray(
         need = trial_resources(sweep)
         check_feasible(need)
         check_storage(folder.loc, opts.address, opts.shared_storage_ok)
-        view = recording.view
-        n_new = view.total - view.skipped
+        n_new = recording.view.total - recording.view.skipped
         concurrent = opts.max_concurrent or sweep.max_concurrent or None
         callbacks = [recorder(recording), *trackers]
         return _fit(
@@ -297,6 +296,7 @@ def _tuner(
             name=folder.name,
             **ray_storage(folder.ray_dir),
             verbose=0,
+            progress_reporter=silent_reporter(),
             callbacks=callbacks,
             stop=stop,
             log_to_file=True,

@@ -5,39 +5,39 @@ ETA 02:36 | best probe_top1_best 0.9778``
 
 * each running trial's epoch and images/s come from its per-epoch heartbeat and its rows;
 * the ETA counts epochs: the epochs left in running and pending trials at the rate this run has
-  trained epochs so far (all trials together); before any epoch is known, finished trials;
+  trained epochs since its first (all trials together; the first epoch also paid for starting Ray,
+  the worker and the data), shown once a few more have been timed; for trials without epoch
+  heartbeats, finished trials, once a few have finished;
 * on a terminal tqdm redraws the line in place, cut to the terminal's width (the less telling parts
   shortened first), and the clock ticks once a second; in a log (not a terminal) a line is printed
   once per change: at once when a trial starts or ends, otherwise at most every ``interval``
   seconds, never the same line twice, and never for the clock alone.
 
-The view also keeps ``<storage>/_<sweep>/progress.json`` (:class:`LiveFile`): each trial's state, epoch and
-images/s with the driver's pid, which ``ablate status`` shows while that driver holds the run lock
-(:func:`ablate.analysis.status.live_run`).
+The view also keeps ``<storage>/_<sweep>/progress.json`` (:class:`ablate.runner.live_file.LiveFile`): each
+trial's state, epoch and images/s with the driver's pid, which ``ablate status`` shows while that driver
+holds the run lock (:func:`ablate.analysis.status.live_run`).
 """
 
 from __future__ import annotations
 
-import json
-import logging
-import os
 import shutil
-import socket
 import sys
 import time
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from ablate.results.location import Location
 from ablate.results.schema import COLLAPSED_STOPPED
-
-log = logging.getLogger(__name__)
+from ablate.runner.live_file import LiveFile
 
 # Where the line is wider than the terminal, the parts give way in this order, one form at a time
 # (:meth:`ProgressView.parts`): zero counts and words first, each running trial's epoch last.
 SHORTEN = ("stopped", "failed", "diverged", "trials", "elapsed", "best", "running", "running", "running", "best",
            "trials", "pending", "failed", "diverged", "running", "best", "running")  # fmt: skip
 TICK_S = 1.0  # a terminal's line is redrawn at least this often (the clock), at most this often for epochs
+# An ETA is shown only from a measured rate: epochs timed after the run's first (which includes the
+# start-up, 5-10x an epoch of a small trial), or, without epochs, trials finished.
+MEASURED_EPOCHS = 3
+MEASURED_TRIALS = 3
 
 
 def clock(seconds: float) -> str:
@@ -83,8 +83,9 @@ class ProgressView:
     started: float = field(default_factory=lambda: time.monotonic())
     planned: dict[str, int | None] = field(default_factory=dict)  # trial_id -> epochs, of the trials to run
     trials: dict[str, TrialProgress] = field(default_factory=dict)  # this run's trials, in start order
-    live: LiveFile | None = None
+    live: LiveFile | None = None  # the progress file
     _first_start: float | None = None
+    _first_epoch: tuple[float, int] | None = None  # (when, epochs trained) once this run trained one
     _terminal: Any = None
     _printed: tuple[str, str] = ("", "")  # (state, counts) of the last line printed to a log
     _printed_at: float = float("-inf")
@@ -115,6 +116,9 @@ class ProgressView:
         tp = self._observe(trial_id, int(info["epoch"]), info.get("epochs"), info.get("images_per_s"))
         if tp.base is None:
             tp.base = int(info.get("resumed_from") or 0)
+        trained = sum(t.trained for t in self.trials.values())
+        if self._first_epoch is None and trained:
+            self._first_epoch = (time.monotonic(), trained)
         self.changed()
 
     def finish(self, trial_id: str, status: str) -> None:
@@ -145,14 +149,18 @@ class ProgressView:
         }
 
     def eta(self) -> float | None:
-        """Seconds left: epochs left / epochs trained per second in this run, else from finished trials."""
+        """Seconds left: epochs left / epochs trained per second since this run's first epoch, else from
+        finished trials; None until enough is measured (:data:`MEASURED_EPOCHS`, :data:`MEASURED_TRIALS`)."""
         now = time.monotonic()
-        trained = sum(tp.trained for tp in self.trials.values())
         left = self._epochs_left()
-        if trained and left is not None and self._first_start is not None:
-            return left * (now - self._first_start) / trained
+        if self._first_epoch is not None and left is not None:
+            since, first = self._first_epoch
+            timed = sum(tp.trained for tp in self.trials.values()) - first
+            return left * (now - since) / timed if timed >= MEASURED_EPOCHS else None
         finished = len(self.status) - self.skipped
-        return (now - self.started) / finished * (self.total - len(self.status)) if finished > 0 else None
+        if finished < MEASURED_TRIALS or self._first_start is None:
+            return None
+        return (now - self._first_start) / finished * (self.total - len(self.status))
 
     def _epochs_left(self) -> int | None:
         """Epochs still to train in running and pending trials; None where a trial's epochs are unknown."""
@@ -308,40 +316,3 @@ class _Terminal:
 
     def close(self) -> None:
         self.bar.close()
-
-
-# ---------------------------------------------------------------- the progress file
-@dataclass
-class LiveFile:
-    """``_<sweep>/progress.json`` of a running sweep: ``{"pid", "host", "updated", "trials"}``, rewritten
-    atomically at each start or end of a trial, at most every ``every`` seconds for epochs, and
-    every ``keepalive`` seconds regardless (so a dead run's file on an object store goes stale).
-    Writing it is housekeeping: a failure is logged (debug: a warning would break the progress line;
-    a full disk is reported by the results' writer), never raised."""
-
-    loc: Location
-    every: float = 2.0
-    keepalive: float = 30.0
-    _written_at: float = float("-inf")
-    _last: dict[str, Any] = field(default_factory=dict)
-
-    def due(self) -> bool:
-        """Whether an unforced :meth:`publish` could write now."""
-        return time.monotonic() - self._written_at >= self.every
-
-    def publish(self, trials: dict[str, Any], force: bool = False) -> None:
-        since = time.monotonic() - self._written_at
-        if not force and (since < self.every or (trials == self._last and since < self.keepalive)):
-            return
-        doc = {"pid": os.getpid(), "host": socket.gethostname(), "updated": time.time(), "trials": trials}
-        try:
-            self.loc.write_text(json.dumps(doc))
-        except OSError as e:
-            log.debug("could not write %s: %s", self.loc, e)
-        self._written_at, self._last = time.monotonic(), trials
-
-    def remove(self) -> None:
-        try:
-            self.loc.delete()
-        except OSError as e:
-            log.debug("could not remove %s: %s", self.loc, e)

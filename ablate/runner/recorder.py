@@ -82,20 +82,24 @@ class RunSummary:
     failed: dict[str, str] = field(default_factory=dict)  # trial_id -> error
     interrupted: bool = False
     backup: Path | str | None = None
+    restart: bool = False  # the run was asked to start over (``--restart``)
 
     @property
     def exit_code(self) -> int:
         return 130 if self.interrupted else (1 if self.failed else 0)
 
-    def describe(self) -> str:
-        """What ``ablate run`` prints at the end: counts, each failed trial's error, how to resume."""
+    def describe(self, resume: str | None = None) -> str:
+        """What ``ablate run`` prints at the end: counts, each failed trial's error, how to resume
+        (``resume``: the command line that does, where the caller knows it)."""
         lines = [
             f"{self.sweep.name}: {self.ran} trials run, {self.skipped} already done, "
             f"{len(self.failed)} failed -> {self.results_dir}"
         ]
         lines += [f"  failed {tid}: {err.splitlines()[-1] if err else ''}" for tid, err in self.failed.items()]
         if self.interrupted:
-            lines.append("interrupted: finished trials are saved; run the same command again to resume")
+            # a restarted run resumes without the restart, which would move the finished trials aside again
+            again = resume or ("run it again without restart" if self.restart else "run it again")
+            lines.append(f"interrupted: finished trials are saved; to resume: {again}")
         return "\n".join(lines)
 
 

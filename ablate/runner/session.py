@@ -188,6 +188,21 @@ def preload_tune() -> None:
     import ray.tune  # noqa: F401
 
 
+def silent_reporter() -> Any:
+    """A Tune progress reporter that reports nothing: ``ablate run`` shows its own progress line. Tune's
+    default in a notebook (``JupyterNotebookReporter``) would clear the cell's output when it starts."""
+    from ray.tune import ProgressReporter
+
+    class Silent(ProgressReporter):
+        def should_report(self, trials: Any, done: bool = False) -> bool:
+            return False
+
+        def report(self, *_: Any) -> None:
+            pass
+
+    return Silent()
+
+
 def alive_nodes() -> list[dict[str, float]]:
     """The resources of every live node of the connected Ray cluster."""
     import ray

@@ -8,11 +8,13 @@ that importing this module imports no tracker package.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import os
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -91,6 +93,21 @@ class _Rows:
         if trial not in cache:
             cache[trial] = trial_info(trial.config["trial"])
         return cache[trial]
+
+
+@contextlib.contextmanager
+def _environ(key: str, value: str | None) -> Iterator[None]:
+    """``os.environ[key] = value`` for a while (None: unchanged), then as it was."""
+    old = os.environ.get(key)
+    if value is not None:
+        os.environ[key] = value
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = old
 
 
 # ---------------------------------------------------------------- the three callbacks
@@ -201,19 +218,16 @@ def wandb_callback(project: str, group: str, root: Path, mode: str, stream: IO[s
             super().__init__(project=project, group=group)
             self.root, self.mode, self.stream = Path(root), mode, stream
 
+        def __getstate__(self) -> dict:
+            # Tune pickles its callbacks into tuner.pkl before the run; the output stream (the CLI's
+            # standard output, a terminal, a notebook's) belongs to this process and does not go along.
+            return {**self.__dict__, "stream": None}
+
         def setup(self, *args: Any, **kwargs: Any) -> None:
             # Ray's setup demands an API key unless WANDB_MODE says offline; say so for the call only
             # (a notebook's own wandb use afterwards keeps its environment).
-            old = os.environ.get("WANDB_MODE")
-            if self.mode in ("offline", "disabled"):
-                os.environ["WANDB_MODE"] = self.mode
-            try:
+            with _environ("WANDB_MODE", self.mode if self.mode in ("offline", "disabled") else None):
                 super().setup(*args, **kwargs)
-            finally:
-                if old is None:
-                    os.environ.pop("WANDB_MODE", None)
-                else:
-                    os.environ["WANDB_MODE"] = old
 
         def log_trial_start(self, trial: Any) -> None:
             info = self._info(trial)

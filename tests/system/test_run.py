@@ -5,6 +5,7 @@ Ray worker starting); one Ray instance for the whole module, except the SIGTERM 
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import pandas as pd
@@ -188,18 +189,25 @@ def test_sigterm_keeps_finished_trials_and_a_second_run_resumes_the_rest(ray_loc
     # lands (with 3 it could finish, and drop its checkpoints, before the signal was handled).
     epochs = 20
     sweep.write_text(sweep.read_text().replace("epochs: 2,", f"epochs: {epochs},"))
-    results = tmp_path / "res" / "term"
+    # started over (--restart) into a folder whose name needs quoting: the printed way to resume is
+    # the same command, quoted, without --restart (which would move the finished trials aside)
+    storage = tmp_path / "my res"
+    results = storage / "term"
     ray_dir = SweepDir.at(results).ray_dir.local
 
     def ready() -> bool:  # a trial has reported rows and stored a checkpoint
         files = list(results.glob("*.parquet")) if results.exists() else []
         return bool(files) and ray_dir.exists() and bool(list((ray_dir / "term").glob("*/checkpoint_*")))
 
-    with run_process(str(sweep), "--storage", str(tmp_path / "res"), "--no-table") as proc:
+    argv = ["run", str(sweep), "--storage", str(storage), "--restart", "--no-table"]
+    with run_process(*argv[1:]) as proc:
         wait_for(ready, proc, "a trial's rows and checkpoint")
         code, out = interrupt(proc)
     assert code == 130, out
-    assert "interrupted: finished trials are saved" in out
+    hint = "interrupted: finished trials are saved; to resume: "
+    assert hint in out, out
+    resume = out.split(hint, 1)[1].splitlines()[0]
+    assert shlex.split(resume) == ["ablate", *[a for a in argv if a != "--restart"]], resume
     assert not list(results.rglob(".tmp-*"))
     before = {p.stem: pq.read_table(p).to_pandas() for p in results.glob("*.parquet")}  # every file reads
     assert before
@@ -207,8 +215,9 @@ def test_sigterm_keeps_finished_trials_and_a_second_run_resumes_the_rest(ray_loc
     assert len(finished) < 2  # it really was cut off
     checkpointed = {p.parent.name for p in (ray_dir / "term").glob("*/checkpoint_*")} - finished
     assert checkpointed  # the cut-off trial left a checkpoint (finished ones leave none)
-    code = main(["run", str(sweep), "--storage", str(tmp_path / "res"), "--no-table"])
+    code = main(shlex.split(resume)[1:])  # the printed command, as the user pastes it
     assert code == 0
+    assert not list(storage.glob("term.old-*"))  # nothing was moved aside: it resumed
     df = rows_of(results)
     assert df.trial_id.nunique() == 2
     for tid, rows in df.groupby("trial_id"):

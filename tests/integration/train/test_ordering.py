@@ -17,7 +17,7 @@ from ablate.kinds.ssl import load_trial_config
 from ablate.train.loop import pretrain
 
 SEEDS = (0, 1, 2)
-TRAIN = {"epochs": 20, "threads": 2, "device": "cpu"}
+TRAIN = {"epochs": 20, "threads": 1, "device": "cpu"}
 BASE = {"ema": {"tau": 0.996, "init": "copy"}, "train": TRAIN, "eval": {"every": 20}, "save": {"weights": "none"}}
 ARMS = {
     # nothing trains: 5 epochs at lr 1e-9 only estimate the BatchNorm statistics

@@ -11,7 +11,7 @@ from ablate.train.loop import pretrain
 # BYOL's copy init of the target: with the reference code's independent init DirectPred needs more
 # than 10 digits epochs to spread out (z_std 0.13 vs 0.31 measured), which would make this test marginal.
 BASE = {
-    "train": {"epochs": 10, "threads": 2},
+    "train": {"epochs": 10, "threads": 1},
     "optim": {"lr": 0.05},
     "ema": {"init": "copy"},
     "eval": {"every": 10, "probe_epochs": 10},

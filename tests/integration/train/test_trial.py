@@ -105,3 +105,21 @@ def test_cli_trial_accepts_a_yaml_file_of_overrides(tmp_path):
     f.write_text("train: {epochs: 1, steps_per_epoch: 2}\neval: {probe_epochs: 2}\npredictor: {name: none}\n")
     assert main(["trial", str(f), "--out", str(tmp_path / "t.parquet")]) == 0
     assert pd.read_parquet(tmp_path / "t.parquet")["predictor.name"].iloc[0] == "none"
+
+
+def test_cli_trial_keeps_its_weights_beside_the_output_not_in_the_working_directory(tmp_path, monkeypatch, capsys):
+    """``--out <dir>/<name>.parquet`` -> the trunk weights in ``<dir>/_<name>/weights/`` (the companion,
+    skipped by a Parquet reader of ``<dir>``); the working directory gets nothing."""
+    cwd, outdir = tmp_path / "cwd", tmp_path / "out"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    sets = ["train.epochs=1", "train.steps_per_epoch=2", "eval.probe_epochs=2", "save.weights=final"]
+    assert main(["trial", *[a for s in sets for a in ("--set", s)], "--out", "../out/t.parquet"]) == 0
+    assert list(cwd.iterdir()) == []
+    assert sorted(p.name for p in outdir.iterdir()) == ["_t", "t.parquet"]
+    assert (outdir / "_t" / "weights" / "trunk_final.pt").is_file()
+    assert (
+        capsys.readouterr().out.splitlines()[-1]
+        == "wrote 1 rows to ../out/t.parquet; the trunk weights to ../out/_t/weights/"
+    )
+    assert len(pd.read_parquet(outdir)) == 1  # the folder still reads as a dataset of rows

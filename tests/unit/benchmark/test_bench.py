@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
-from ablate.benchmark.core import Measurement, Target, interleave
+from ablate.benchmark.core import Measurement, Target, interleave, judge_noise
 from ablate.benchmark.sizes import BenchSizes, sizes_for
 from ablate.benchmark.suite import SECTIONS, fmt_number, parse_sections, render_bench, run_bench
 from ablate.cli import build_parser
@@ -69,6 +69,50 @@ def test_figure_without_target_or_measured_has_no_verdict():
     assert Measurement("s", "w", 1.0, 2.0, "s").verdict == ""
     assert Measurement("s", "w", 1.0, 2.0, "s").ratio == 0.5
     assert Measurement("gpu", "w", math.nan, math.nan, "", status="skipped").verdict == "skipped"
+
+
+AUG = Target("ratio", ">=", 3.0, "ratio >= 3")
+
+
+def test_repeats_far_apart_make_a_figure_noisy_not_met_or_missed():
+    """A loaded machine: one repeat of ours 4x slower than another; the median's ratio would read
+    'missed' (0.8x) and is not to be trusted either way."""
+    calm = Measurement("augment", "a", 2400.0, 600.0, "img/s", AUG, ours_runs=[2350.0, 2400.0, 2450.0])
+    busy = Measurement("augment", "b", 480.0, 600.0, "img/s", AUG, ours_runs=[2400.0, 480.0, 300.0])
+    judge_noise([calm, busy])
+    assert (calm.verdict, calm.noise) == ("met", "")
+    assert busy.verdict == "noisy" and "repeats of ours 300 to 2.4e+03 img/s (8.0x apart)" in busy.noise
+
+
+def test_a_part_larger_than_its_whole_makes_both_noisy():
+    whole = "evaluation (extract + probe + kNN) vs 1 epoch"
+    figures = [
+        Measurement("eval", whole, 0.26, 0.41, "s"),
+        Measurement("eval", "linear probe alone vs 1 epoch", 0.31, 0.41, "s", part_of=whole),
+        Measurement("eval", "kNN alone vs 1 epoch", 0.01, 0.41, "s", part_of=whole),
+    ]
+    judge_noise(figures)
+    assert [f.verdict for f in figures] == ["noisy", "noisy", ""]
+    assert figures[1].noise == f"larger than its whole, {whole!r} (0.31 > 0.26)"
+    assert figures[0].noise == "smaller than its part 'linear probe alone vs 1 epoch'"
+
+
+def test_a_negative_time_is_noise_and_skipped_figures_stay_skipped():
+    further = Measurement("orchestration", "each further trial", -0.02, 0.1, "s/trial", ours_runs=[-0.02])
+    skipped = Measurement("gpu", "packing", math.nan, math.nan, "", status="skipped", ours_runs=[1.0, 9.0])
+    judge_noise([further, skipped])
+    assert further.verdict == "noisy" and "a time of -0.02 s/trial" in further.noise
+    assert skipped.verdict == "skipped" and skipped.noise == ""
+
+
+def test_the_table_warns_under_noisy_figures_and_says_nothing_when_none_are():
+    calm = Measurement("step", "s", 0.042, 0.041, "s/step", ours_runs=[0.041, 0.042], baseline_runs=[0.04, 0.041])
+    busy = Measurement("step", "t", 0.09, 0.041, "s/step", ours_runs=[0.04, 0.09, 0.2])
+    judge_noise([calm, busy])
+    text = render_bench(_frame([calm, busy]))
+    assert text.splitlines()[3].rstrip().endswith("noisy")
+    assert "warning: 1 of 2 figures are too noisy to trust" in text and "step / t: repeats of ours" in text
+    assert "warning" not in render_bench(_frame([calm]))
 
 
 def test_fmt_number():
@@ -213,7 +257,7 @@ def test_run_bench_end_to_end_with_tiny_sizes(tmp_path):
     assert len(flops) == 1 and flops["unit"].item() == "FLOP/s" and flops["ours"].item() > 1e6
     measured = df[df["section"] != "gpu"]
     assert (measured["ours"] > 0).all() and (measured["baseline"] > 0).all()
-    assert set(measured["verdict"]) <= {"met", "missed", ""}
+    assert set(measured["verdict"]) <= {"met", "missed", "noisy", ""}
     assert df[df["section"] == "gpu"]["verdict"].item() == "skipped"
     files = list(tmp_path.glob("bench-*-cpu.parquet"))
     assert len(files) == 1 and len(pd.read_parquet(files[0])) == len(df)

@@ -24,7 +24,8 @@ from ablate.errors import UserError
 from ablate.results.layout import SweepDir
 from ablate.results.lock import RunLock
 from ablate.runner import driver
-from ablate.runner.progress import LiveFile, ProgressView
+from ablate.runner.live_file import LiveFile
+from ablate.runner.progress import ProgressView
 from ablate.runner.recorder import Recording, RunSummary, stopper
 from ablate.runner.trainable import PROGRESS_KEY, ROW_KEY
 from ablate.sweep.load import read_sweep
@@ -77,14 +78,48 @@ def test_eta_counts_the_epochs_left_in_running_and_pending_trials(clock):
     view.planned = {"a": 10, "b": 10, "c": 10}
     view.start("a")
     assert "ETA --" in view.line()  # nothing measured yet
-    clock.now += 10
-    view.heartbeat("a", beat(5, epochs=10))  # 5 epochs in 10 s: 0.5 epoch/s; 5 + 10 + 10 left
-    assert "ETA 00:50" in view.line() and "00:10 elapsed" in view.line()
+    clock.now += 10  # the first epoch paid for starting Ray, the worker and the data
+    view.heartbeat("a", beat(1, epochs=10))
+    for epoch in (2, 3):
+        clock.now += 1
+        view.heartbeat("a", beat(epoch, epochs=10))
+        assert "ETA --" in view.line()  # fewer than MEASURED_EPOCHS timed since the first
+    clock.now += 1
+    view.heartbeat("a", beat(4, epochs=10))  # 3 epochs in 3 s since the first: 1 epoch/s; 6 + 10 + 10 left
+    assert "ETA 00:26" in view.line() and "00:13 elapsed" in view.line()
     # a trial that continues after a checkpoint counts only the epochs it trains in this run
     view.start("b")
+    clock.now += 3
+    view.heartbeat("b", beat(8, epochs=10, resumed_from=6))  # 3 + 2 epochs in 6 s; 6 + 2 + 10 left
+    assert "ETA 00:21" in view.line()
+
+
+def test_the_first_eta_of_a_run_is_not_its_start_up(clock):
+    """Small trials: an epoch takes 1 s, starting a run 10 s; the first ETA is near the time left,
+    not 5-10x above it (the start-up taken as the rate)."""
+    view = ProgressView(total=8, metric="m", stream=io.StringIO())
+    view.planned = {t: 10 for t in "abcdefgh"}
+    view.start("a")
     clock.now += 10
-    view.heartbeat("b", beat(8, epochs=10, resumed_from=6))  # 5 + 2 epochs in 20 s; 5 + 2 + 10 left
-    assert "ETA 00:48" in view.line()
+    etas = []
+    for epoch in range(1, 11):
+        view.heartbeat("a", beat(epoch, epochs=10))
+        etas.append(view.eta())
+        clock.now += 1
+    shown = next(i for i, eta in enumerate(etas) if eta is not None)
+    left = 80 - (shown + 1)  # epochs, at 1 epoch/s
+    assert 0.8 * left <= etas[shown] <= 1.25 * left, etas
+    assert shown > 0  # no ETA from the start-up alone
+
+
+def test_without_epochs_the_eta_waits_for_a_few_finished_trials(clock):
+    view = ProgressView(total=10, metric="m", stream=io.StringIO())
+    for i, t in enumerate("abc"):
+        view.start(t)
+        clock.now += 2
+        view.finish(t, "ok")
+        assert (view.eta() is None) == (i < 2), i
+    assert view.eta() == pytest.approx(6 / 3 * 7)
 
 
 def test_terminal_line_fits_the_width_redraws_in_place_and_the_clock_ticks(clock, monkeypatch):

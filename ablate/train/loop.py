@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -52,7 +52,11 @@ class Checkpointer(Protocol):
 
 
 class Artifacts(Protocol):
-    """Where a trial's files other than rows go (the trunk weights for export)."""
+    """Where a trial's files other than rows go (the trunk weights for export). ``readouts``: the
+    (epochs, artifacts) of the shorter trials read from this run (:mod:`ablate.sweep.prefix`), whose
+    weights are kept as a trial of that many epochs would have kept them."""
+
+    readouts: Sequence[tuple[int, Artifacts]]
 
     def save(self, name: str, obj: Any) -> str: ...
 
@@ -277,7 +281,9 @@ def pretrain(
             lr = loop.optimizer.param_groups[0]["lr"]
             emit({"loss": loss, "images_per_s": ips, "lr": lr, "is_final": last, **measured})
         if artifacts is not None and main:
-            save_weights(loop, artifacts, epoch, last, save_every)
+            for end, store in [(cfg.train.epochs, artifacts), *getattr(artifacts, "readouts", ())]:
+                if epoch <= end:  # this trial's, then each shorter trial's read from this run
+                    save_weights(loop, store, epoch, epoch == end, save_every)
         if checkpointer and checkpointer.every and (epoch % checkpointer.every == 0) and not last:
             checkpointer.save(loop.state(epoch, rows), epoch)
     return rows

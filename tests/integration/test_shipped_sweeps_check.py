@@ -37,6 +37,14 @@ TRIALS = {  # file stem (or example folder) -> (trials, where the count comes fr
 }
 
 
+# sweeps whose trials differing only in train.epochs share one run (ablate.sweep.prefix): file stem ->
+# (trials that run, the share of the compute of every trial run on its own, why)
+SHARED = {
+    "stl10_longer": (3 * 5, 500 / (100 + 300 + 500), "one 500-epoch run per predictor x seed; training and evaluation"),
+    "cifar10_longer": (3 * 5, 500 / (100 + 300 + 500), "(every epoch) are both linear in the epochs: 500 of 900"),
+}
+
+
 def name_of(path: Path) -> str:
     return path.parent.name if path.name == "sweep.yaml" else path.stem
 
@@ -49,6 +57,12 @@ def test_every_shipped_sweep_passes_check_with_the_trial_count_of_its_source(pat
     trials = int(re.search(r"^trials\s+(\d+)", out.out, re.M).group(1))
     expected, source = TRIALS[name_of(path)]
     assert trials == expected, f"{path.name}: {trials} trials, but {source} is {expected}"
+    shared = re.search(r"estimated compute: \S+ FLOPs \((\d+) runs for \d+ trials, (\S+)x of", out.out)
+    if name_of(path) in SHARED:
+        runs, share, why = SHARED[name_of(path)]
+        assert shared and (int(shared.group(1)), float(shared.group(2))) == (runs, pytest.approx(share, abs=5e-4)), why
+    else:
+        assert shared is None, f"{path.name}: trials share a run; add it to SHARED with its source"
 
 
 def test_the_table_of_counts_names_exactly_the_shipped_sweeps():

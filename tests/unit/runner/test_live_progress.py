@@ -213,7 +213,7 @@ def test_resume_says_how_many_trials_are_done_and_best_includes_them(tmp_path, m
     write_results(folder.loc.local, [*done, trial_rows(sweep.trials[2].config, "again", 0.99, finished=False)])
     seen = {}
 
-    def no_ray(sweep, folder, todo, recording, trackers, opts):  # everything but Ray
+    def no_ray(sweep, folder, todo, recording, trackers, opts, py_modules):  # everything but Ray
         seen["view"], seen["todo"] = recording.view, todo
         return False
 

@@ -19,7 +19,7 @@ TRIALS = {  # file stem (or example folder) -> (trials, where the count comes fr
     "smoke": (4 * 2, "4 predictors x EMA on/off, 1 seed"),
     "digits_ordering": ((4 + 1) * 3, "4 predictors + a random trunk, 3 seeds"),
     "plugin_predictor": (5 * 2, "2 low-rank ranks + linear + DirectPred + MLP, 2 seeds"),
-    "stl10_plugin": (2 * 4 * 5, "Table 1: EMA on/off x N in 1, 2, 3, 5 x 5 seeds"),
+    "stl10_plugin": (2 * 2 * 4 * 5, "Table 1: solve paper/reference x EMA on/off x N in 1, 2, 3, 5 x 5 seeds"),
     "stl10_predictor": (2 * 2 * 2 * 2 * 5, "Table 3: linear/2-layer x EMA on/off x bias x symmetric x 5 seeds"),
     "stl10_wd": (2 * 2 * 2 * 3 * 5, "Tables 2, 3, 5: EMA x bias x symmetric x 3 weight-decay settings x 5 seeds"),
     "stl10_directpred": (2 * 4 * 5, "Table 6: rho in 0.3, 0.5 x eps in 0, 0.01, 0.1, 0.5 x 5 seeds"),

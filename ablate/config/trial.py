@@ -199,7 +199,10 @@ class EvalConfig:
         ),
     )
     probe_epochs: int = field(default=50, metadata=doc("linear probe epochs (paper: 50)", min=1))
-    probe_lr: float = field(default=3e-4, metadata=doc("probe Adam lr (paper: 3e-4)", gt=0))
+    probe_lr: float = field(
+        default=3e-4,
+        metadata=doc("probe lr: paper, Adam's (3e-4); byol, BYOL's base lr, scaled by probe_batch_size / 256", gt=0),
+    )
     probe_weight_decay: float = field(default=1e-3, metadata=doc("probe Adam weight decay (paper: 1e-3)", min=0))
     probe_batch_size: int = field(default=128, metadata=doc("probe batch size", min=1))
     knn_k: int = field(default=200, metadata=doc("kNN neighbours (cosine)", min=1))

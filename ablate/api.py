@@ -304,7 +304,7 @@ def table(
     cols: Sequence[str] | None = None,
     metric: str | None = None,
     paper: bool | str | Path = False,
-    protocol: Literal["best", "final", "max"] | None = None,
+    protocol: str | None = None,
     cost: bool = False,
     storage: str | None = None,
     **spec: Any,
@@ -314,7 +314,7 @@ def table(
     The layout is the sweep's ``table:`` block (a results folder remembers its sweep), changed by
     ``rows`` / ``cols`` / ``metric`` and any other :class:`ablate.sweep.schema.TableSpec` field
     (``scale``, ``digits``, ``caption``, ``labels``...). ``paper=True`` adds the paper's numbers;
-    ``protocol`` (best, final, max) is which probe number stands for a trial (:mod:`ablate.analysis.protocols`);
+    ``protocol`` (best, final, max, top<k>) is which probe number stands for a trial (:mod:`ablate.analysis.protocols`);
     ``cost=True`` shows the measured device-hours per trial instead, the sweep's total in the caption.
 
     >>> import ablate, pandas as pd
@@ -381,7 +381,7 @@ def plot(
     out: str | Path | None = None,
     *,
     formats: Sequence[str] = ("png", "pdf"),
-    protocol: Literal["best", "final", "max"] | None = None,
+    protocol: str | None = None,
     storage: str | None = None,
 ) -> list[Path | str]:
     """``ablate plot``: write the sweep's figures (default ``<storage>/_<sweep>/figures/``); return the files.
@@ -417,7 +417,7 @@ def report(
     out: str | Path | None = None,
     *,
     paper: bool | str | Path | None = None,
-    protocol: Literal["best", "final", "max"] | None = None,
+    protocol: str | None = None,
     storage: str | None = None,
 ) -> Path | str:
     """``ablate report``: the sweep's table, figures, provenance and sweep file in one file (default
@@ -460,7 +460,7 @@ def compare_sweeps(
     by: Sequence[str] | None = None,
     confidence: float = 0.95,
     labels: tuple[str, str] | None = None,
-    protocol: Literal["best", "final", "max"] | None = None,
+    protocol: str | None = None,
 ) -> CompareResult | pd.DataFrame:
     """Welch's t-test of A against B over seeds: difference of means, CI, t, dof, p.
 
@@ -500,7 +500,7 @@ def compare_arms(
     *,
     where: Mapping[str, Any] | None = None,
     confidence: float = 0.95,
-    protocol: Literal["best", "final", "max"] | None = None,
+    protocol: str | None = None,
 ) -> CompareResult:
     """Two arms of one sweep, each picked by config values (:func:`ablate.analysis.compare.compare_two_arms`);
     ``protocol`` as for :func:`table`.

@@ -23,7 +23,7 @@ import pandas as pd
 
 from ablate.analysis.cells import axis_label, check_labels, check_one_config
 from ablate.analysis.paper import PaperCell, PaperRef, canon, value_rank
-from ablate.analysis.protocols import PROTOCOLS, trial_value_row
+from ablate.analysis.protocols import PROTOCOLS, over_epochs_text, trial_value_row
 from ablate.config.tree import flatten, to_dict
 from ablate.errors import UserError
 from ablate.results.schema import COLLAPSED_STOPPED, finite
@@ -244,8 +244,8 @@ def _caption(spec: TableSpec, sweep: str, seeds: list[int], by_epoch: bool) -> s
     scale = f" x{spec.scale:g}" if spec.scale != 1 else ""
     what = f"{_metric_name(spec)}{scale}" + (f", {protocol}" if spec.metric in PROTOCOLS else "")
     at = "at the shown epochs" if by_epoch else "at the final epoch"
-    if spec.over_epochs == "max" and not by_epoch:
-        at = "max over evaluated pretraining epochs"
+    if spec.over_epochs != "final" and not by_epoch:
+        at = over_epochs_text(spec.over_epochs)
     paper = f"; paper: {spec.paper}" if spec.paper else ""
     n = f"{len(seeds)} seed{'s' if len(seeds) != 1 else ''}"
     return f"{title}. {what}; mean ± std over {n} {at}, n = seeds per cell{paper}."

@@ -11,30 +11,18 @@ cell's final numbers in the two runs: 0 on CPU, where the same seed gives the sa
 
 from __future__ import annotations
 
-import io
-import tempfile
-import time
-from pathlib import Path
-
 import pandas as pd
 
 from ablate.benchmark.core import BenchContext, Measurement, Target
-from ablate.results.io import final_rows, read_rows
-from ablate.results.layout import SweepDir
-from ablate.runner.driver import run_sweep
-from ablate.runner.session import preload_tune
-from ablate.sweep.load import read_sweep
+from ablate.benchmark.side_by_side import TINY_BASE, run_both
 
-PREFIX_SWEEP = """\
+PREFIX_SWEEP = (
+    """\
 name: bench_prefix
 description: one configuration per predictor at three lengths (Table 8's shape), constant lr and EMA
-base:
-  kind: ssl
-  data: {{name: digits}}
-  model: {{trunk: convnet, width: 16}}
-  projector: {{hidden_dim: 32, out_dim: 16}}
-  optim: {{lr: 0.05}}
-  ema: {{init: copy}}
+"""
+    + TINY_BASE
+    + """\
   train: {{steps_per_epoch: {steps}, batch_size: 64, device: cpu, threads: 1}}
   eval: {{every: 1, probe_epochs: 5}}
 grid:
@@ -42,6 +30,7 @@ grid:
   train.epochs: {lengths}
 seeds: [0]
 """
+)
 COMPARED = ("loss", "probe_top1_best", "probe_top1", "knn_top1", "z_std")
 SAME = Target("ours", "<=", 0.0, "every cell's numbers unchanged")
 
@@ -50,19 +39,11 @@ def bench_prefix(ctx: BenchContext) -> list[Measurement]:
     """The sweep with and without ``share_prefix`` (quick: 2 / 4 / 6 epochs of 8 steps; full: 10 / 20 / 30
     whole epochs)."""
     lengths, steps = ([2, 4, 6], 8) if ctx.quick else ([10, 20, 30], 0)
-    preload_tune()
-    with tempfile.TemporaryDirectory(prefix="ablate-bench-") as tmp:
-        path = Path(tmp) / "prefix.yaml"
-        path.write_text(PREFIX_SWEEP.format(lengths=lengths, steps=steps))
-        runs = {}
-        for name, share in (("baseline", False), ("ours", True)):
-            sweep = read_sweep(path, {"share_prefix": share})
-            folder = SweepDir.of(sweep.name, Path(tmp) / name)
-            t0 = time.perf_counter()
-            summary = run_sweep(sweep, folder, stream=io.StringIO())
-            if summary.failed:
-                raise RuntimeError(f"a trial of the prefix sweep failed: {next(iter(summary.failed.values()))}")
-            runs[name] = (time.perf_counter() - t0, final_rows(read_rows(folder)).set_index("trial_id"))
+    runs = run_both(
+        PREFIX_SWEEP.format(lengths=lengths, steps=steps),
+        {"baseline": {"share_prefix": False}, "ours": {"share_prefix": True}},
+        "trial_id",
+    )
     return prefix_figures(runs, lengths)
 
 

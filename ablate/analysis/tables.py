@@ -191,8 +191,17 @@ def build_table(
         cells[rc] = dataclasses.replace(cell, paper=paper.find(tables, rs + planned)) if paper else cell
     seeds = sorted({int(r["seed"]) for r in [*recs, *exp] if finite(r.get("seed"))})
     name = sweep or next((str(r["sweep"]) for r in recs if isinstance(r.get("sweep"), str) and r["sweep"]), "results")
-    caption = _caption(spec, name, seeds, by_epoch)
+    caption = _caption(spec, name, seeds, by_epoch) + _derived_note(recs)
     return Table(spec, row_values, col_values, cells, caption, name, tuple(seeds), paper is not None)
+
+
+def _derived_note(recs: Sequence[Mapping[str, Any]]) -> str:
+    """What the caption says of trials read from a longer trial's run (``derived_from``, ablate.sweep.prefix)."""
+    read = {r.get("trial_id") for r in recs if isinstance(r.get("derived_from"), str)}
+    n = len({r.get("trial_id") for r in recs})
+    return (
+        f" {len(read)} of {n} trials read from the first epochs of a longer trial's run (derived_from)." if read else ""
+    )
 
 
 def _cell_key(row: Mapping[str, Any], spec: TableSpec) -> tuple[tuple[str, ...], tuple[str, ...]]:

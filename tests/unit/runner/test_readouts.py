@@ -111,3 +111,28 @@ def test_a_short_trial_missing_beside_a_finished_long_one_is_read_from_its_rows(
     assert readouts.pending_from({long.trial_id}) == [long.trial_id]
     written = readouts.written(long.trial_id, ended=True)
     assert [(tid, [r["epoch"] for r in rows]) for tid, rows in written] == [(short.trial_id, [1, 2])]
+
+
+def test_a_table_keeps_the_shorter_trials_as_cells_and_says_where_they_came_from():
+    """Cells by train.epochs: the 100- and 300-epoch trials are cells of their own (their own
+    train.epochs), and the caption says how many trials were read from a longer run."""
+    import pandas as pd
+
+    import ablate
+
+    df = pd.DataFrame(
+        {
+            "trial_id": ["a", "b", "c"],
+            "seed": 0,
+            "epoch": [100, 300, 500],
+            "train.epochs": [100, 300, 500],
+            "is_final": True,
+            "status": "ok",
+            "probe_top1_best": [0.7, 0.75, 0.8],
+            "derived_from": ["c", "c", None],
+        }
+    )
+    t = ablate.table(df, cols=["train.epochs"], scale=1.0)
+    assert [round(m, 2) for m in t.to_frame()["mean"]] == [0.7, 0.75, 0.8]
+    assert "2 of 3 trials read from the first epochs of a longer trial's run (derived_from)." in t.table.caption
+    assert "derived_from" not in ablate.table(df.drop(columns="derived_from"), cols=["train.epochs"]).table.caption

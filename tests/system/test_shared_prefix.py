@@ -5,8 +5,9 @@ and the weights of the same trial run on its own.
 Tolerance: none. On the CPU, with one thread per trial and the same seed, a trial's first epochs are
 the same floating-point operations in the same order whether or not more epochs follow (constant lr
 and EMA; evaluation draws from its own generator), so the numbers agree bit for bit. On a GPU cuDNN
-picks kernels per run (``cudnn.benchmark``) and two runs of the very same trial differ in the last
-bits; there a shared cell agrees with a separate run only to that run-to-run noise.
+picks kernels per run (``cudnn.benchmark``), so two runs of the very same trial may differ in the last
+bits; there a shared cell can agree with a separate run only to that run-to-run noise (not measured:
+no GPU was at hand when this was written).
 """
 
 from __future__ import annotations

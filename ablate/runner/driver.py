@@ -138,7 +138,8 @@ def run_sweep(sweep: Sweep, folder: SweepDir, **options: Any) -> RunSummary:
             print("read trials from the rows of finished longer trials (derived_from); their weights were not kept")
         runs = [t for t in todo if t.derived_from is None]  # the others are read from these runs
         with packaged(sweep.plugins) as py_modules:  # the sweep's plugins, for Ray to ship to its workers
-            summary.interrupted = bool(runs) and _on_ray(sweep, folder, runs, recording, trackers, opts, py_modules)
+            if runs or sweep.search:  # a search samples its trials as it runs
+                summary.interrupted = _on_ray(sweep, folder, runs, recording, trackers, opts, py_modules)
         summary.ran = len(recording.view.status) - len(done)
         return summary
     except OSError as e:  # a full disk before Tune ran (the sweep file, a set-aside move)

@@ -86,11 +86,6 @@ def share(trials: Sequence[Trial], rule: Prefix | None, enabled: bool = True) ->
     return out, lines
 
 
-def runs_of(trials: Sequence[Trial]) -> list[Trial]:
-    """The trials that run (every one not read from a longer trial's run)."""
-    return [t for t in trials if t.derived_from is None]
-
-
 def readouts_of(trials: Sequence[Trial], rule: Prefix | None) -> dict[str, list[tuple[int, Trial]]]:
     """long trial id -> [(length, shorter trial)] of the ``trials`` read from its run, shortest first."""
     out: dict[str, list[tuple[int, Trial]]] = {}

@@ -186,7 +186,7 @@ PARAMS = {
     "stream": "stream",
     "report": "callable",
 }
-CHOICES = {"protocol": ("best", "final", "max"), "fmt": ("html", "markdown"), "mode": ("max", "min")}
+CHOICES = {"fmt": ("html", "markdown"), "mode": ("max", "min")}  # --protocol: the protocols module checks it
 
 
 def _checked(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -458,7 +458,7 @@ def table(
     cols: Sequence[str] | None = None,
     metric: str | None = None,
     paper: bool | str | Path = False,
-    protocol: Literal["best", "final", "max"] | None = None,
+    protocol: str | None = None,
     cost: bool = False,
     storage: str | None = None,
     **spec: Any,
@@ -468,7 +468,7 @@ def table(
     The layout is the sweep's ``table:`` block (a results folder remembers its sweep), changed by
     ``rows`` / ``cols`` / ``metric`` and any other :class:`ablate.sweep.schema.TableSpec` field
     (``scale``, ``digits``, ``caption``, ``labels``...). ``paper=True`` adds the paper's numbers;
-    ``protocol`` (best, final, max) is which probe number stands for a trial (:mod:`ablate.analysis.protocols`);
+    ``protocol`` (best, final, max, top<k>) is which probe number stands for a trial (:mod:`ablate.analysis.protocols`);
     ``cost=True`` shows the measured device-hours per trial instead, the sweep's total in the caption.
 
     >>> import ablate, pandas as pd
@@ -541,7 +541,7 @@ def plot(
     out: str | Path | None = None,
     *,
     formats: Sequence[str] = ("png", "pdf"),
-    protocol: Literal["best", "final", "max"] | None = None,
+    protocol: str | None = None,
     storage: str | None = None,
 ) -> list[Path | str]:
     """``ablate plot``: write the sweep's figures (default ``<storage>/_<sweep>/figures/``); return the files.
@@ -578,7 +578,7 @@ def report(
     out: str | Path | None = None,
     *,
     paper: bool | str | Path | None = None,
-    protocol: Literal["best", "final", "max"] | None = None,
+    protocol: str | None = None,
     storage: str | None = None,
 ) -> Path | str:
     """``ablate report``: the sweep's table, figures, provenance and sweep file in one file (default
@@ -622,7 +622,7 @@ def compare_sweeps(
     by: Sequence[str] | None = None,
     confidence: float = 0.95,
     labels: tuple[str, str] | None = None,
-    protocol: Literal["best", "final", "max"] | None = None,
+    protocol: str | None = None,
 ) -> CompareResult | pd.DataFrame:
     """Welch's t-test of A against B over seeds: difference of means, CI, t, dof, p.
 
@@ -664,7 +664,7 @@ def compare_arms(
     where: Mapping[str, Any] | None = None,
     by: Sequence[str] | None = None,
     confidence: float = 0.95,
-    protocol: Literal["best", "final", "max"] | None = None,
+    protocol: str | None = None,
 ) -> CompareResult | pd.DataFrame:
     """Two arms of one sweep, each picked by config values (:func:`ablate.analysis.compare.compare_two_arms`);
     ``by`` compares them cell by cell (a DataFrame, one row per cell); ``protocol`` as for :func:`table`.

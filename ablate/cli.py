@@ -262,8 +262,9 @@ SETS = opt("--set", "override a config key by its dotted path, e.g. --set optim.
            dest="sets", action="append", default=[], metavar="KEY=VALUE")
 STORAGE = opt("--storage", "results location the sweep was run with (a path or a pyarrow URI)")
 PROTOCOL = opt("--protocol", "which probe number stands for a trial: best (best of probe epochs at the final "
-               "pretraining epoch: the paper's, default), final (the last probe epoch) or max (best of probe epochs, "
-               "max over pretraining epochs: the authors' log aggregation)", choices=["best", "final", "max"])
+               "pretraining epoch: the paper's, default), final (the last probe epoch), max (best of probe epochs, "
+               "max over pretraining epochs) or top<k>, e.g. top5 (their mean over the k best pretraining epochs: "
+               "the authors' log aggregation)", metavar="best|final|max|top<k>")
 # command -> (help, description, arguments); the handler is cmd_<command>. A table, laid out by hand.
 PARSERS: dict[str, tuple[str, str, list[tuple[str, dict[str, Any]]]]] = {
     "trial": ("run one pretraining trial in-process and write its rows to Parquet",

@@ -30,6 +30,7 @@ import pandas as pd
 from ablate.analysis.cost import device_share, in_units
 from ablate.analysis.paper import PaperRef, load_paper
 from ablate.analysis.plots import LEADING, Arm, arms, plot_sweep, spectra_names
+from ablate.analysis.protocol_grid import protocol_blocks
 from ablate.analysis.render import render
 from ablate.analysis.report_blocks import CSS, Block, Grid, render_blocks, with_contents
 from ablate.analysis.report_sections import (
@@ -194,6 +195,7 @@ def page_blocks(page: Page, images: Sequence[tuple[str, str]]) -> list[Block]:
     blocks: list[Block] = [("h1", f"Sweep {page.name}")]
     blocks += [("p", run.about)] if run.about else []
     blocks += [("h2", "Table"), ("raw", (render(page.table, "html"), render(page.table, "markdown")))]
+    blocks += protocol_blocks(df, page.table.spec, page.name)  # the cells under every probe protocol
     blocks += _config_blocks(page)
     blocks += _trial_blocks(page)
     if images:

@@ -24,7 +24,7 @@ import pandas as pd
 from ablate.analysis.cells import axis_label, check_labels, check_one_config, fill_caption, schema_columns
 from ablate.analysis.metrics import check_measure
 from ablate.analysis.paper import PaperCell, PaperRef, canon, value_rank
-from ablate.analysis.protocols import PROTOCOLS, trial_value_row
+from ablate.analysis.protocols import PROTOCOLS, over_epochs_text, trial_value_row
 from ablate.config.tree import flatten, to_dict
 from ablate.errors import UserError
 from ablate.results.io import final_mask
@@ -200,8 +200,19 @@ def build_table(
     seeds = sorted({int(r["seed"]) for r in [*recs, *exp] if finite(r.get("seed"))})
     name = sweep or next((str(r["sweep"]) for r in recs if isinstance(r.get("sweep"), str) and r["sweep"]), "results")
     known = {*df.columns, *(k for c in exp for k in c), *schema_columns()}
-    caption = _caption(fill_caption(spec.caption, [*recs, *exp], known), spec, name, seeds, by_epoch)
+    caption = _caption(fill_caption(spec.caption, [*recs, *exp], known), spec, name, seeds, by_epoch) + _derived_note(
+        recs
+    )
     return Table(spec, row_values, col_values, cells, caption, name, tuple(seeds), paper is not None)
+
+
+def _derived_note(recs: Sequence[Mapping[str, Any]]) -> str:
+    """What the caption says of trials read from a longer trial's run (``derived_from``, ablate.sweep.prefix)."""
+    read = {r.get("trial_id") for r in recs if isinstance(r.get("derived_from"), str)}
+    n = len({r.get("trial_id") for r in recs})
+    return (
+        f" {len(read)} of {n} trials read from the first epochs of a longer trial's run (derived_from)." if read else ""
+    )
 
 
 def _cell_key(row: Mapping[str, Any], spec: TableSpec) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -254,8 +265,8 @@ def _caption(text: str, spec: TableSpec, sweep: str, seeds: list[int], by_epoch:
     scale = f" x{spec.scale:g}" if spec.scale != 1 else ""
     what = f"{_metric_name(spec)}{scale}" + (f", {protocol}" if spec.metric in PROTOCOLS else "")
     at = "at the shown epochs" if by_epoch else "at the final epoch"
-    if spec.over_epochs == "max" and not by_epoch:
-        at = "max over evaluated pretraining epochs"
+    if spec.over_epochs != "final" and not by_epoch:
+        at = over_epochs_text(spec.over_epochs)
     paper = f"; paper: {spec.paper}" if spec.paper else ""
     n = f"{len(seeds)} seed{'s' if len(seeds) != 1 else ''}"
     return f"{title}. {what}; mean ± std over {n} {at}, n = seeds per cell{paper}."

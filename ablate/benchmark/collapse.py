@@ -15,32 +15,20 @@ would stop a healthy arm.
 
 from __future__ import annotations
 
-import io
-import tempfile
-import time
-from pathlib import Path
-
 import pandas as pd
 
 from ablate.benchmark.core import BenchContext, Measurement, Target
-from ablate.results.io import final_rows, read_rows
-from ablate.results.layout import SweepDir
+from ablate.benchmark.side_by_side import TINY_BASE, run_both
 from ablate.results.schema import COLLAPSED_STOPPED
-from ablate.runner.driver import run_sweep
-from ablate.runner.session import preload_tune
-from ablate.sweep.load import read_sweep
 
 STOP_AFTER = 5
-COLLAPSE_SWEEP = """\
+COLLAPSE_SWEEP = (
+    """\
 name: bench_collapse
 description: two arms that collapse by design and two that do not, with a collapse check every epoch
-base:
-  kind: ssl
-  data: {{name: digits}}
-  model: {{trunk: convnet, width: 16}}
-  projector: {{hidden_dim: 32, out_dim: 16}}
-  optim: {{lr: 0.05}}
-  ema: {{init: copy}}
+"""
+    + TINY_BASE
+    + """\
   train: {{epochs: {epochs}, steps_per_epoch: {steps}, batch_size: 64, device: cpu, threads: 1}}
   eval: {{every: {epochs}, collapse_every: 1, probe_epochs: 5, spectra: false}}
 cases:
@@ -50,25 +38,18 @@ cases:
   - {{predictor: {{name: directpred}}}}
 seeds: [0]
 """
+)
 UNCHANGED = Target("ours", "<=", 0.0, "healthy arms unchanged")
 
 
 def bench_collapse(ctx: BenchContext) -> list[Measurement]:
     """The sweep without and with ``stop_collapsed`` (quick: 12 epochs of 8 steps; full: 30 whole epochs)."""
     epochs, steps = (12, 8) if ctx.quick else (30, 0)
-    preload_tune()
-    with tempfile.TemporaryDirectory(prefix="ablate-bench-") as tmp:
-        path = Path(tmp) / "collapse.yaml"
-        path.write_text(COLLAPSE_SWEEP.format(epochs=epochs, steps=steps))
-        runs = {}
-        for name, stop in (("baseline", 0), ("ours", STOP_AFTER)):
-            sweep = read_sweep(path, {"stop_collapsed": stop})
-            folder = SweepDir.of(sweep.name, Path(tmp) / name)
-            t0 = time.perf_counter()
-            summary = run_sweep(sweep, folder, stream=io.StringIO())
-            if summary.failed:
-                raise RuntimeError(f"a trial of the collapse sweep failed: {next(iter(summary.failed.values()))}")
-            runs[name] = (time.perf_counter() - t0, final_rows(read_rows(folder)).set_index("predictor.name"))
+    runs = run_both(
+        COLLAPSE_SWEEP.format(epochs=epochs, steps=steps),
+        {"baseline": {"stop_collapsed": 0}, "ours": {"stop_collapsed": STOP_AFTER}},
+        "predictor.name",
+    )
     return collapse_figures(runs, epochs)
 
 

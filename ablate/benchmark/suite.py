@@ -13,6 +13,8 @@ eval           probe + kNN evaluation vs one training epoch                     
 orchestration  N trivial trials through ``ablate run`` (Ray Tune) vs a loop      overhead <= 2 s/trial
 collapse       a sweep with ``stop_collapsed`` vs without: epochs, wall time,     healthy arms
                where collapsed arms stopped                                      unchanged
+prefix         a sweep of three lengths with ``share_prefix`` vs each trial on    every cell
+               its own: epochs, device and wall time                             unchanged
 gpu            images/s with 1, 2, 4 trials packed on one GPU, peak memory,      >= 10,000 img/s
                MFU (CUDA only)                                                   (H100, packed)
 =============  ===============================================================  ===================
@@ -38,6 +40,7 @@ from ablate.benchmark.collapse import bench_collapse
 from ablate.benchmark.core import NOISY_SPREAD, BenchContext, Measurement, available_cores, judge_noise
 from ablate.benchmark.gpu import bench_gpu
 from ablate.benchmark.orchestration import bench_orchestration
+from ablate.benchmark.prefix import bench_prefix
 from ablate.benchmark.sections import bench_augment, bench_directpred, bench_eval, bench_step
 from ablate.benchmark.sizes import BenchSizes, sizes_for
 from ablate.config.tree import did_you_mean
@@ -54,6 +57,7 @@ SECTIONS: dict[str, Callable[[BenchContext], list[Measurement]]] = {
     "eval": bench_eval,
     "orchestration": bench_orchestration,
     "collapse": bench_collapse,
+    "prefix": bench_prefix,
     "gpu": bench_gpu,
 }
 

@@ -8,6 +8,7 @@ which defaults to the offline ``digits`` so that a trial runs anywhere.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Mapping
@@ -191,7 +192,10 @@ class EvalConfig:
         ),
     )
     probe_epochs: int = field(default=50, metadata=doc("linear probe epochs (paper: 50)", min=1))
-    probe_lr: float = field(default=3e-4, metadata=doc("probe Adam lr (paper: 3e-4)", gt=0))
+    probe_lr: float = field(
+        default=3e-4,
+        metadata=doc("probe lr: paper, Adam's (3e-4); byol, BYOL's base lr, scaled by probe_batch_size / 256", gt=0),
+    )
     probe_weight_decay: float = field(default=1e-3, metadata=doc("probe Adam weight decay (paper: 1e-3)", min=0))
     probe_batch_size: int = field(default=128, metadata=doc("probe batch size", min=1))
     knn_k: int = field(default=200, metadata=doc("kNN neighbours (cosine)", min=1))
@@ -256,12 +260,29 @@ UNHASHED_KEYS = (
 )
 
 
+# Field metadata of a leaf added after trials were first hashed: at its default it is left out of the
+# hash, so the trials that ran before it existed keep their ids (and resume finds them).
+ADDED_LATER = "added_later"
+
+
+def _drop_added_defaults(cfg: Any, tree: dict[str, Any]) -> None:
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(value) and isinstance(tree.get(f.name), dict):
+            _drop_added_defaults(value, tree[f.name])
+        elif f.metadata.get(ADDED_LATER) and value == f.default:
+            tree.pop(f.name, None)
+
+
 def config_hash(cfg: Any) -> str:
     """Stable 12-hex id of a resolved config (the trial_id): same config, same id, on any machine.
 
     The leaves in :data:`UNHASHED_KEYS` are left out of the hash, and so is a section that only
-    held such leaves (``save``): adding such a section does not change any existing trial_id."""
+    held such leaves (``save``): adding such a section does not change any existing trial_id. So is a
+    leaf marked :data:`ADDED_LATER` while it holds its default."""
     tree = to_dict(cfg)
+    if dataclasses.is_dataclass(cfg):
+        _drop_added_defaults(cfg, tree)
     for key in UNHASHED_KEYS:
         section, _, leaf = key.partition(".")
         if isinstance(tree.get(section), dict):

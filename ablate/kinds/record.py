@@ -46,6 +46,23 @@ def no_data(config: Any) -> Any:
 
 
 @dataclass(frozen=True)
+class Prefix:
+    """How trials of a kind that differ only in their length share one run: the longest runs, and
+    each shorter one is read from its first epochs (its rows up to its length, its weights kept
+    there; :mod:`ablate.sweep.prefix` plans it, :mod:`ablate.runner.readouts` writes them). That is
+    exact only where no step of a trial depends on how long the trial is: the ONE rule for it is
+    ``depends``."""
+
+    key: str  # the dotted config key of a trial's length (ssl: train.epochs)
+    # why the steps of a trial of this config depend on its total length (a cosine schedule); None: they do not
+    depends: Callable[[Any], str | None]
+    # whether a trial of this config reports a full row after epoch e (a shorter trial's last row must be one)
+    reports_at: Callable[[Any, int], bool]
+    # (row, long config, short config) -> the row's columns that depend on the length (ssl: total_steps)
+    for_length: Callable[[dict, Any, Any], dict] = lambda row, long, short: {}
+
+
+@dataclass(frozen=True)
 class TrialKind:
     """One kind of trial (see the module docstring). ``metrics`` are ``(column, Arrow type, meaning)``."""
 
@@ -74,6 +91,8 @@ class TrialKind:
     data: Callable[[Any], Any] = no_data
     # figures of a sweep of this kind (df, spec, out, formats) -> files; None = the pretraining figures
     plot: Callable[..., list] | None = None
+    # how trials that differ only in length share one run; None = they never do
+    prefix: Prefix | None = None
 
     @property
     def has_seed(self) -> bool:

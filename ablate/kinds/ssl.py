@@ -9,7 +9,7 @@ import pyarrow as pa
 
 from ablate.config.trial import TrialConfig
 from ablate.datasets.records import DATASETS
-from ablate.kinds.record import TrialKind, register_kind
+from ablate.kinds.record import Prefix, TrialKind, register_kind
 from ablate.models.predictors import PREDICTORS
 from ablate.results.schema import Column
 
@@ -46,6 +46,27 @@ def estimate(sweep: Any) -> list[str]:
     return [memory_line(sweep), cost_line(sweep)]
 
 
+def length_dependence(cfg: TrialConfig) -> str | None:
+    """Why the steps of a pretraining trial depend on its total length, None where they do not.
+
+    A trial's length enters its steps only through the total step count K, and K is read only by
+    the two schedules: the lr factor (:func:`ablate.train.optim.lr_factor`, cosine: 0.5 (1 + cos(pi
+    (k - w) / (K - w)))) and the target's tau (:data:`ablate.models.pair.EMA_SCHEDULES`, cosine: BYOL's
+    1 - (1 - tau)(cos(pi k / K) + 1) / 2). With both constant (the paper's STL-10 / CIFAR-10 recipe,
+    Sec. 3 of the reference doc) the first E epochs of a longer trial ARE an E-epoch trial."""
+    if cfg.optim.schedule != "constant":
+        return f"optim.schedule: {cfg.optim.schedule} makes every step's lr depend on the total steps"
+    if cfg.ema.schedule != "constant":
+        return f"ema.schedule: {cfg.ema.schedule} makes every step's tau depend on the total steps"
+    return None
+
+
+def _total_steps(row: dict, long: TrialConfig, short: TrialConfig) -> dict:
+    """A shorter trial's ``total_steps``: the same steps per epoch, its own epochs."""
+    total = row.get("total_steps")
+    return {"total_steps": None if total is None else total // long.train.epochs * short.train.epochs}
+
+
 SSL = register_kind(
     TrialKind(
         name="ssl",
@@ -61,6 +82,13 @@ SSL = register_kind(
         batch_size=lambda cfg: cfg.train.batch_size,
         epochs=lambda cfg: cfg.train.epochs,
         data=lambda cfg: cfg.data,
+        prefix=Prefix(
+            key="train.epochs",
+            depends=length_dependence,
+            # ablate.train.loop evaluates every eval.every epochs (and after the last)
+            reports_at=lambda cfg, epoch: epoch % cfg.eval.every == 0 or epoch == cfg.train.epochs,
+            for_length=_total_steps,
+        ),
     )
 )
 

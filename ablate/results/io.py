@@ -289,9 +289,11 @@ class ArtifactStore:
     """Files a trial leaves besides its rows, under one folder (``<storage>/_<sweep>/weights/<trial_id>/``).
 
     ``save(name, obj)`` writes ``torch.save(obj)`` atomically (a half-written weights file never
-    appears under its final name) and returns where it went."""
+    appears under its final name) and returns where it went. ``readouts``: (epochs, store) of the
+    shorter trials read from this trial's run, whose weights go to their own folders."""
 
     loc: Location
+    readouts: tuple[tuple[int, ArtifactStore], ...] = ()
 
     def save(self, name: str, obj: Any) -> str:
         import torch

@@ -36,6 +36,12 @@ COMMON_COLUMNS: list[Column] = [
     ("plugin", pa.string(), "plugins whose predictor, dataset or kind the trial uses, comma-separated; null: none"),
     ("plugin_sha256", pa.string(), "the sha256 of each plugin's source, in the order of plugin (part of the trial_id)"),
     ("search", pa.string(), "what produced the trial: grid, cases or optuna"),
+    (
+        "derived_from",
+        pa.string(),
+        "the longer trial whose run these rows were read from (its first epochs, where nothing depends on the "
+        "length: share_prefix); null: the trial ran itself",
+    ),
     ("seed", pa.int64(), "random seed"),
     ("epoch", pa.int64(), "epoch just finished (theory: evaluation index)"),
     ("step", pa.int64(), "optimizer steps so far"),

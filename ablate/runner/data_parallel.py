@@ -14,9 +14,15 @@ from typing import Any
 
 import torch
 
-from ablate.results.io import ArtifactStore
 from ablate.runner.checkpoints import TrainCheckpointer, heartbeat, ray_storage
-from ablate.runner.trainable import exception_line, failed_result, resolve, row_reporter, run_resolved
+from ablate.runner.trainable import (
+    exception_line,
+    failed_result,
+    resolve,
+    row_reporter,
+    run_resolved,
+    trial_artifacts,
+)
 
 # The Tune trial of a data-parallel run only waits for the trainer: it must not hold a CPU, or the
 # workers' CPUs would no longer fit where the sweep says they do. Ray refuses an empty request, so
@@ -113,5 +119,5 @@ def _worker_loop(params: dict[str, Any]) -> None:
         checkpointer = TrainCheckpointer(
             run["every"], trial.trial_id, folder.checkpoint_roots(trial.trial_id), beat, rank
         )
-    artifacts = ArtifactStore(folder.weights(trial.trial_id)) if rank == 0 else None
+    artifacts = trial_artifacts(trial) if rank == 0 else None
     run_resolved(trial, report, checkpointer, artifacts)

@@ -23,7 +23,6 @@ from typing import IO, Any
 
 import pandas as pd
 
-from ablate.config.tree import to_dict
 from ablate.results.io import Expect, ResultsStore, move_aside, scan
 from ablate.results.layout import SweepDir
 from ablate.results.lock import ObjectLock, RunLock, run_lock
@@ -31,6 +30,7 @@ from ablate.runner.checkpoints import ray_storage
 from ablate.runner.data_parallel import DRIVER_RESOURCES, ddp_trainable
 from ablate.runner.live_file import LiveFile
 from ablate.runner.progress import ProgressView
+from ablate.runner.readouts import Readouts
 from ablate.runner.recorder import (
     DISK_FULL,
     Recording,
@@ -47,11 +47,11 @@ from ablate.runner.resources import (
     check_storage,
     fitting_trials,
     trial_resources,
-    with_gpu_share,
 )
 from ablate.runner.session import alive_nodes, init_ray, shutdown_ray, silent_reporter, skip_callback_telemetry
 from ablate.runner.trackers import tracker_callbacks
 from ablate.runner.trainable import trainable, trial_id_of
+from ablate.runner.tune_params import tune_params
 from ablate.sweep.expand import Trial
 from ablate.sweep.members import membership
 from ablate.sweep.plugins import keep, packaged
@@ -132,10 +132,15 @@ def run_sweep(sweep: Sweep, folder: SweepDir, **options: Any) -> RunSummary:
         # a missing tracker package fails before Ray starts
         trackers = tracker_callbacks(names, sweep, folder, opts.tracking_uri, stream=stream) if names else []
         todo = [t for t in sweep.trials if t.trial_id not in done]
-        recording = Recording(store, _view(sweep, folder, summary, held.rows, done, todo, stream), summary)
+        readouts = Readouts.plan(store, sweep.trial_kind, sweep.trials, done)  # trials read from longer runs
+        recording = Recording(store, _view(sweep, folder, summary, held.rows, done, todo, stream), summary, readouts)
         lock.watch(lambda lost: setattr(recording, "failure", recording.failure or lost))  # stops the run
+        if sum(recording.read_out(tid, ended=True) for tid in readouts.pending_from(done)):
+            print("read trials from the rows of finished longer trials (derived_from); their weights were not kept")
+        runs = [t for t in todo if t.derived_from is None]  # the others are read from these runs
         with packaged(sweep.plugins) as py_modules:  # the sweep's plugins, for Ray to ship to its workers
-            summary.interrupted = _on_ray(sweep, folder, todo, recording, trackers, opts, py_modules)
+            if runs or sweep.search:  # a search samples its trials as it runs
+                summary.interrupted = _on_ray(sweep, folder, runs, recording, trackers, opts, py_modules)
         summary.ran = len(recording.view.status) - len(done)
         return summary
     except OSError as e:  # a full disk before Tune ran (the sweep file, a set-aside move)
@@ -163,7 +168,8 @@ def _view(
     view = ProgressView(summary.total, sweep.metric.name, sweep.metric.mode, summary.skipped, stream)
     view.status.update({tid: "ok" for tid in done})
     view.best = _best(rows, done, sweep.metric.name, sweep.metric.mode)
-    view.planned = {t.trial_id: sweep.trial_kind.epochs(t.config) for t in todo}
+    # a trial read from a longer trial's run trains no epochs of its own
+    view.planned = {t.trial_id: 0 if t.derived_from else sweep.trial_kind.epochs(t.config) for t in todo}
     view.live = LiveFile(folder.progress_file)
     view.live.publish(view.snapshot(), force=True)
     return view
@@ -205,10 +211,8 @@ def _on_ray(
         n_new = recording.view.total - recording.view.skipped
         concurrent = opts.max_concurrent or sweep.max_concurrent or None
         callbacks = [recorder(recording), *trackers]
-        return _fit(
-            _tuner(sweep, folder, todo, n_new, need, concurrent, callbacks, stopper(recording, sweep.stop_collapsed)),
-            recording,
-        )
+        stop, readouts = stopper(recording, sweep.stop_collapsed), recording.readouts
+        return _fit(_tuner(sweep, folder, todo, n_new, need, concurrent, callbacks, stop, readouts), recording)
     finally:
         recording.view.close()
         if started:
@@ -254,9 +258,11 @@ def _tuner(
     concurrent: int | None,
     callbacks: list[Any],
     stop: Any,
+    readouts: Readouts | None = None,
 ) -> Any:
     """The Tuner of the trials still to run: a grid of their configs, or Optuna sampling ``n_new``;
-    ``stop`` ends the whole run early (a failed results write)."""
+    ``stop`` ends the whole run early (a failed results write); ``readouts``: the shorter trials read
+    from those runs."""
     from ray import tune
 
     r, ck = sweep.resources, sweep.checkpoint
@@ -273,18 +279,10 @@ def _tuner(
         "reuse_actors": r.workers <= 1,
         "trial_dirname_creator": lambda t: trial_id_of(t.config["trial"]),
     }
-    params = _trial_params(sweep, folder, todo, need)
+    params = tune_params(sweep, folder, todo, need, readouts)
     if sweep.search:
-        from ray.tune.search.optuna import OptunaSearch
-
-        s = sweep.search
-        tune_cfg.update(
-            search_alg=OptunaSearch(metric=s.metric, mode=s.mode, seed=s.seed),
-            num_samples=n_new,
-            metric=s.metric,
-            mode=s.mode,
-        )
-        params["sampled"] = {k: _distribution(tune, d) for k, d in s.space.items()}
+        tune_cfg.update(_search(sweep, n_new))
+        params["sampled"] = {k: _distribution(tune, d) for k, d in sweep.search.space.items()}
         param_space = {"trial": params}
     else:
         param_space = {"trial": tune.grid_search([{**params, **trial} for trial in params.pop("grid")])}
@@ -306,33 +304,17 @@ def _tuner(
     )
 
 
-def _trial_params(sweep: Sweep, folder: SweepDir, todo: list[Trial], need: dict[str, float]) -> dict[str, Any]:
-    """What every Tune trial gets (:func:`ablate.runner.trainable.resolve` reads it): the sweep's
-    columns, the metrics Tune watches, where the results are, and the trials (``grid``) or the base
-    a search samples into."""
-    ck = sweep.checkpoint
-    run = {
-        "results": str(folder),
-        "every": ck.every,
-        "keep": ck.keep,
-        "max_failures": sweep.max_failures,
-        "workers": sweep.resources.workers,
-        "worker_resources": {k: v for k, v in need.items() if k != "workers"},
+def _search(sweep: Sweep, n_new: int) -> dict[str, Any]:
+    """The TuneConfig of an Optuna search that samples ``n_new`` trials."""
+    from ray.tune.search.optuna import OptunaSearch
+
+    s = sweep.search
+    return {
+        "search_alg": OptunaSearch(metric=s.metric, mode=s.mode, seed=s.seed),
+        "num_samples": n_new,
+        "metric": s.metric,
+        "mode": s.mode,
     }
-    metrics = sorted({sweep.metric.name, *([sweep.search.metric] if sweep.search else [])})
-    params: dict[str, Any] = {
-        "kind": sweep.kind,
-        "sweep": sweep.name,
-        "metrics": metrics,
-        "run": run,
-        "plugins": [p.to_params() for p in sweep.plugins],
-    }
-    if sweep.search:
-        return {**params, "search": "optuna", "base": with_gpu_share(sweep.search_base, sweep)}
-    grid = [
-        {"search": t.search, "trial_id": t.trial_id, "config": with_gpu_share(to_dict(t.config), sweep)} for t in todo
-    ]
-    return {**params, "grid": grid}
 
 
 def _raise_interrupt(_signum: int, _frame: object) -> None:

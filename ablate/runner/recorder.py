@@ -22,6 +22,7 @@ from ablate.results.location import Location
 from ablate.results.schema import COLLAPSE_Z_STD, COLLAPSED_STOPPED
 from ablate.runner.checkpoints import delete_checkpoints
 from ablate.runner.progress import ProgressView
+from ablate.runner.readouts import Readouts
 from ablate.runner.trainable import PROGRESS_KEY, ROW_KEY, exception_line, resolve, trial_id_of
 
 log = logging.getLogger(__name__)
@@ -111,8 +112,11 @@ class Recording:
     then no longer counts as failed. Once a write of the results fails, ``failure`` holds the error
     the run stops with and nothing more is recorded."""
 
-    def __init__(self, store: ResultsStore, view: ProgressView, summary: RunSummary) -> None:
+    def __init__(
+        self, store: ResultsStore, view: ProgressView, summary: RunSummary, readouts: Readouts | None = None
+    ) -> None:
         self.store, self.view, self.summary = store, view, summary
+        self.readouts = readouts  # the trials read from longer trials' runs (ablate.runner.readouts)
         self.ids: dict[str, str] = {}  # Ray trial id -> our trial_id
         self.final: dict[str, str] = {}  # our trial_id -> status of its final row
         self.failure: UserError | None = None
@@ -133,8 +137,13 @@ class Recording:
         rows = payload if isinstance(payload, list) else [payload]  # a batch ends with its newest row
         row = rows[-1]
         tid = self.ids[trial.trial_id] = row["trial_id"]
-        if not self._write(tid, rows):
-            return
+        if self._write(tid, rows):
+            self._recorded(row)
+            self.read_out(tid)
+
+    def _recorded(self, row: dict[str, Any]) -> None:
+        """The summary and the view after a trial's newest row was written."""
+        tid = row["trial_id"]
         if row.get("status") == "failed":
             self.summary.failed[tid] = row.get("error") or "failed"
         else:
@@ -142,6 +151,17 @@ class Recording:
         if row.get("is_final"):
             self.final[tid] = row.get("status") or "ok"
         self.view.result(row)
+
+    def read_out(self, long_id: str, ended: bool = False) -> int:
+        """Write the shorter trials that the rows of ``long_id`` now complete (``ended``: its run is over,
+        retries included); how many."""
+        written = 0
+        for tid, rows in self.readouts.written(long_id, ended) if self.readouts is not None else ():
+            if not self._write(tid, rows):
+                break
+            self._recorded(rows[-1])
+            written += 1
+        return written
 
     def _write(self, trial_id: str, rows: list[dict[str, Any]]) -> bool:
         """Rows into the store; on an OSError the run's ``failure`` (the run stops), and False."""
@@ -173,6 +193,7 @@ class Recording:
         if tid in self.stopped and self._write(tid, [self.stopped[tid]]):
             self.final[tid] = COLLAPSED_STOPPED
             self.view.result(self.stopped[tid])
+            self.read_out(tid)
         if self.view.status.get(tid) is None:
             self.view.finish(tid, "ok")
         if self.final.get(tid) in FINISHED:
@@ -194,6 +215,7 @@ class Recording:
                 return
             self.summary.failed[tid] = error
         self.view.finish(tid, "failed")
+        self.read_out(tid, ended=True)
 
     def trial_id(self, trial: Any) -> str:
         if trial.trial_id not in self.ids:

@@ -135,6 +135,14 @@ def run_resolved(
     trial.kind.run(trial.config, report, checkpointer, artifacts, progress)
 
 
+def trial_artifacts(trial: ResolvedTrial) -> ArtifactStore:
+    """The trial's weights folder, with those of the shorter trials read from its run and their lengths
+    (the ``readouts`` of its parameters, :mod:`ablate.runner.readouts`)."""
+    folder = trial.sweep_dir
+    readouts = tuple((int(end), ArtifactStore(folder.weights(tid))) for end, tid in trial.params.get("readouts", ()))
+    return ArtifactStore(folder.weights(trial.trial_id), readouts)
+
+
 def trainable(params: dict[str, Any]) -> None:
     """What every single-process Tune trial runs: its kind's run function with a report that
     forwards full rows, a checkpointer on Tune's checkpoints, the trial's weights folder and a
@@ -149,7 +157,7 @@ def trainable(params: dict[str, Any]) -> None:
             run["every"], trial.trial_id, folder.checkpoint_roots(trial.trial_id), heartbeat(trial.metrics)
         )
     try:
-        artifacts = ArtifactStore(folder.weights(trial.trial_id))
+        artifacts = trial_artifacts(trial)
         run_resolved(
             trial, row_reporter(trial, tune.report), checkpointer, artifacts, progress_reporter(trial, tune.report)
         )

@@ -86,9 +86,8 @@ def describe(sweep: Sweep) -> str:
             f"table        rows {', '.join(t.rows) or '-'} x cols {', '.join(t.cols) or '-'}: {t.metric}"
             + (f" (paper {t.paper})" if t.paper else "")
         )
-    out += [_checkpoints(sweep), *_stopping(sweep)]
-    out.append(f"results      {sweep_location_text(sweep.name, sweep.storage)}/")
-    out += [f"note         {n}" for n in notes]
+    out += [_checkpoints(sweep), *_stopping(sweep), *_sharing(sweep)]
+    out += [f"results      {sweep_location_text(sweep.name, sweep.storage)}/", *(f"note         {n}" for n in notes)]
     return "\n".join(out)
 
 
@@ -110,3 +109,9 @@ def _stopping(sweep: Sweep) -> list[str]:
         f"stopping     a trial ends after {sweep.stop_collapsed} evaluations in a row with collapsed = true "
         "(status collapsed_stopped); tables mark its cell with the epoch it stopped at"
     ]
+
+
+def _sharing(sweep: Sweep) -> list[str]:
+    """The ``sharing`` lines of ``ablate check``: which trials are read from a longer one's run
+    (:mod:`ablate.sweep.prefix`), and why others that differ only in length are not."""
+    return [f"{'sharing' if i == 0 else '':<12} {line}" for i, line in enumerate(sweep.sharing)]

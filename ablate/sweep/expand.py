@@ -44,6 +44,7 @@ class Trial:
     axes: dict[str, Any]
     search: str
     kind: str = "ssl"
+    derived_from: str | None = None  # the longer trial whose run this one is read from (ablate.sweep.prefix)
 
     @property
     def label(self) -> str:

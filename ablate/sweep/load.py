@@ -32,7 +32,7 @@ from ablate.kinds.registry import DEFAULT_KIND, TrialKind, get_kind
 from ablate.results.layout import SweepDir
 from ablate.results.location import Location
 from ablate.results.schema import config_columns
-from ablate.sweep import expand
+from ablate.sweep import expand, prefix
 from ablate.sweep.plugins import Plugin, is_file_entry, load_entry_points, load_plugins
 from ablate.sweep.schema import Distribution, MetricSpec, SweepFile, fixed_key_problem
 from ablate.sweep.validated import Case, GridAxis, Sweep, SweepSource, undot
@@ -178,9 +178,15 @@ def _build(
         overrides=overrides,
         overridden=overridden,
     )
-    built = _validate(sweep, kind, validate_paths)
-    trials, notes = expand.expand_cells(sweep, built)
-    return dataclasses.replace(sweep, trials=tuple(trials), notes=tuple(notes))
+    return _expanded(sweep, kind, validate_paths)
+
+
+def _expanded(sweep: Sweep, kind: TrialKind, validate_paths: bool) -> Sweep:
+    """The validated sweep with its trials (the shorter ones read from longer runs marked,
+    :mod:`ablate.sweep.prefix`) and what ``ablate check`` says about them."""
+    trials, notes = expand.expand_cells(sweep, _validate(sweep, kind, validate_paths))
+    trials, sharing = prefix.share(trials, kind.prefix, sweep.share_prefix)
+    return dataclasses.replace(sweep, trials=tuple(trials), notes=tuple(notes), sharing=tuple(sharing))
 
 
 def _settled(spec: SweepFile, kind: TrialKind, lines: Mapping[str, int]) -> dict[str, Any]:

@@ -170,6 +170,13 @@ class SweepFile:
             max=MAX_TRIALS,
         ),
     )
+    share_prefix: bool = field(
+        default=True,
+        metadata=doc(
+            "trials that differ only in train.epochs run once, as the longest, and the shorter are read from its first "
+            "epochs where nothing depends on the length (constant lr and EMA); false: each runs on its own"
+        ),
+    )
     logging: tuple[Literal["tensorboard", "mlflow", "wandb"], ...] = field(
         default=(), metadata=doc("extra trackers: tensorboard, mlflow, wandb")
     )

@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
-from typing import Literal
 
 from ablate.config.tree import doc
 
@@ -41,10 +41,16 @@ class TableSpec:
         metadata=doc("with 'epoch' as a row/col axis: the epochs to show (Table 8 from one long run per seed)", min=0),
     )
     digits: int = field(default=2, metadata=doc("decimals shown", min=0, max=6))
-    over_epochs: Literal["final", "max"] = field(
+    over_epochs: str = field(
         default="final",
         metadata=doc(
-            "which pretraining epoch gives a trial's value: final (its last row, the paper's tables) or max (the "
-            "best over every evaluated epoch, as the authors' tools2/stats.py --topk_mean 1 aggregates their logs)"
+            "which pretraining epochs give a trial's value: final (its last row, the paper's tables), max (the "
+            "best over every evaluated epoch: the authors' tools2/stats.py --topk_mean 1) or top<k>, e.g. top5 (the "
+            "mean of the k best: that tool's default --topk_mean 5)"
         ),
     )
+
+    def check(self) -> tuple[str, str] | None:
+        if self.over_epochs not in ("final", "max") and not re.fullmatch(r"top[1-9][0-9]{0,5}", self.over_epochs):
+            return "over_epochs", f"is {self.over_epochs!r}; choose final, max or top<k> (e.g. top5)"
+        return None

@@ -52,6 +52,7 @@ class Sweep(SweepFile):
     overridden: frozenset[str] = frozenset()  # file paths they replaced (e.g. base.optim.lr)
     trials: tuple = ()  # the expanded trials (ablate.sweep.expand.Trial), in run order; () for a search
     notes: tuple[str, ...] = ()  # what ablate check points out about the expansion
+    sharing: tuple[str, ...] = ()  # which trials are read from a longer one's run, and why others are not
 
     @functools.cached_property
     def base_lines(self) -> dict[str, int]:

@@ -7,6 +7,9 @@ evaluations' feature extraction is one forward per probe image. A sweep's FLOPs 
 
     sum over trials of  epochs x steps per epoch x FLOPs per step  +  evaluations x extraction FLOPs
 
+where a trial read from a longer trial's run (``derived_from``, :mod:`ablate.sweep.prefix`) counts
+nothing of its own; the line says both sums.
+
 Time is FLOPs over a throughput, and where that throughput comes from is said in the line:
 
 * the newest ``ablate bench`` result of this kind of device in ``results/bench/`` (its ``step``
@@ -31,7 +34,7 @@ from ablate.config.trial import TrialConfig
 from ablate.datasets.records import DATASETS
 from ablate.models.pair import BYOLPair
 from ablate.results.io import newest_bench_row
-from ablate.train.memory import dataset_geometry, sweep_configs
+from ablate.train.memory import dataset_geometry, memory_key, sweep_configs
 
 H100 = {"name": "H100 SXM", "bf16": 989e12, "fp32": 67e12}
 ASSUMED_MFU = 0.35
@@ -66,15 +69,31 @@ def step_flops(cfg: TrialConfig) -> tuple[float, float]:
     return float(step.get_total_flops()) / probe * cfg.train.batch_size, per_image
 
 
-def trial_flops(cfg: TrialConfig) -> float:
-    """Training and evaluation FLOPs of one trial."""
-    per_step, per_image = step_flops(cfg)
+def trial_flops(cfg: TrialConfig, per_step: tuple[float, float] | None = None) -> float:
+    """Training and evaluation FLOPs of one trial (``per_step``: its :func:`step_flops`, if known)."""
+    per_step, per_image = per_step or step_flops(cfg)
     steps = DATASETS[cfg.data.name].sizes(cfg.data).pretrain // cfg.train.batch_size
     if cfg.train.steps_per_epoch:
         steps = min(steps, cfg.train.steps_per_epoch)
     _, _, _, n_probe, n_test = dataset_geometry(cfg.data)
     evals = math.ceil(cfg.train.epochs / cfg.eval.every)
     return cfg.train.epochs * steps * per_step + evals * (n_probe + n_test) * per_image
+
+
+def sweep_flops(trials: list[Any]) -> tuple[float, float]:
+    """(FLOPs of every trial run on its own, FLOPs of the trials that run): the second leaves out the
+    trials read from a longer trial's run (``derived_from``, :mod:`ablate.sweep.prefix`). A step's
+    FLOPs are counted once per configuration whose memory estimate differs, which they depend on
+    alone (not on the lr or the epochs)."""
+    per_step: dict[tuple, tuple[float, float]] = {}
+    alone = run = 0.0
+    for t in trials:
+        key = (memory_key(t.config), t.config.loss.symmetric)
+        per_step.setdefault(key, step_flops(t.config))
+        flops = trial_flops(t.config, per_step[key])
+        alone += flops
+        run += flops if t.derived_from is None else 0.0
+    return alone, run
 
 
 def bench_throughput(device_type: str, bench_dir: Path | None = None) -> Throughput | None:
@@ -101,12 +120,17 @@ def cost_line(sweep: Any, bench_dir: Path | None = None) -> str:
     if sweep.search:
         return "estimated compute: not counted for a search (its trials are sampled as it runs)"
     configs = sweep_configs(sweep)
-    per_config = [trial_flops(c) for c in configs]
-    total = sum(per_config) * (len(sweep.trials) / len(configs))  # configs are the trials (seeds differ)
+    alone, total = sweep_flops(list(sweep.trials))
     on_cpu = all(c.train.device == "cpu" for c in configs)
     device = "cpu" if on_cpu else "cuda"
     rate = bench_throughput(device, bench_dir) or (None if on_cpu else assumed_gpu(configs[0].train.precision))
     head = f"estimated compute: {total:.3g} FLOPs ({len(sweep.trials)} trials)"
+    shared = sum(t.derived_from is not None for t in sweep.trials)
+    if shared:  # ablate.sweep.prefix: the trials read from longer ones cost nothing of their own
+        head = (
+            f"estimated compute: {total:.3g} FLOPs ({len(sweep.trials) - shared} runs for {len(sweep.trials)} trials, "
+            f"{total / alone:.3g}x of {alone:.3g} FLOPs with every trial run on its own)"
+        )
     if rate is None:
         return f"{head}; run `ablate bench --quick` here for a CPU time estimate"
     hours = total / rate.flops_per_s / 3600

@@ -132,10 +132,18 @@ def paper_probe(p: ProbeInputs) -> dict[str, float]:
     return linear_probe(*p.features[:2], *p.features[2:], p.splits.num_classes, p.cfg, p.seed)
 
 
+def byol_probe_lr(cfg: EvalConfig) -> float:
+    """BYOL's probe lr: its base lr scaled by the batch, ``probe_lr`` x ``probe_batch_size`` / 256
+    (deepmind-research byol/utils/schedules.py, learning_schedule: ``scaled_lr = base_learning_rate *
+    batch_size / 256.``; byol/configs/eval.py: base 0.2, so 0.8 at batch 1024)."""
+    return cfg.probe_lr * cfg.probe_batch_size / 256
+
+
 def byol_probe(p: ProbeInputs) -> dict[str, float]:
     """BYOL's linear evaluation (Grill et al. 2020, App. C.1): a Linear(D, C) trained by SGD with
-    Nesterov momentum 0.9 (``probe_lr`` cosine-decayed to 0 over the probe's steps,
-    ``probe_weight_decay``, BYOL: none) on random-resized crops (scale 0.08-1) and flips of the probe's
+    Nesterov momentum 0.9 (the base ``probe_lr`` scaled by batch / 256, :func:`byol_probe_lr`,
+    cosine-decayed to 0 over the probe's steps, ``probe_weight_decay``, BYOL: none) on random-resized
+    crops (scale 0.08-1) and flips of the probe's
     train images, re-encoded by the frozen trunk (eval mode) every epoch; features are not
     standardised; test images are the un-augmented transform's (resize + centre crop)."""
     t, cfg = p.transform, p.cfg
@@ -148,7 +156,7 @@ def byol_probe(p: ProbeInputs) -> dict[str, float]:
     aug_gen = torch.Generator(device=device).manual_seed(p.seed + 2)
     head = _seeded_head(test_y.shape[1], p.splits.num_classes, gen, device)
     opt = torch.optim.SGD(
-        head.parameters(), lr=cfg.probe_lr, momentum=0.9, nesterov=True, weight_decay=cfg.probe_weight_decay
+        head.parameters(), lr=byol_probe_lr(cfg), momentum=0.9, nesterov=True, weight_decay=cfg.probe_weight_decay
     )
     steps_per_epoch = -(-len(train_labels) // cfg.probe_batch_size)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.probe_epochs * steps_per_epoch)

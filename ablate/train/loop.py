@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -52,7 +52,11 @@ class Checkpointer(Protocol):
 
 
 class Artifacts(Protocol):
-    """Where a trial's files other than rows go (the trunk weights for export)."""
+    """Where a trial's files other than rows go (the trunk weights for export). ``readouts``: the
+    (epochs, artifacts) of the shorter trials read from this run (:mod:`ablate.sweep.prefix`), whose
+    weights are kept as a trial of that many epochs would have kept them."""
+
+    readouts: Sequence[tuple[int, Artifacts]]
 
     def save(self, name: str, obj: Any) -> str: ...
 
@@ -249,9 +253,8 @@ def pretrain(
     main = loop.dp is None or loop.dp.is_main
     # the caller adds the trial's identity, config and provenance columns (its kind record's); a
     # data-parallel trial ran on its workers' hosts, in rank order
-    base = {"device": device_name(loop.device), "status": "ok", "error": None, "is_final": False}
-    if loop.dp:
-        base["node"] = loop.dp.hosts()
+    hosts = {"node": loop.dp.hosts()} if loop.dp else {}
+    base = {"device": device_name(loop.device), "status": "ok", "error": None, "is_final": False, **hosts}
     rows, resumed, wall_before = _resume(loop, checkpointer, report)
     t0 -= wall_before
     device_s = (rows[-1].get("device_s") or 0.0) if rows else 0.0  # what earlier runs of it computed
@@ -280,10 +283,18 @@ def pretrain(
             lr = loop.optimizer.param_groups[0]["lr"]
             emit({"loss": loss, "images_per_s": ips, "lr": lr, "is_final": last, **measured})
         if artifacts is not None and main:
-            save_weights(loop, artifacts, epoch, last, save_every)
+            keep_weights(loop, artifacts, epoch, save_every)
         if checkpointer and checkpointer.every and (epoch % checkpointer.every == 0) and not last:
             checkpointer.save(loop.state(epoch, rows), epoch)
     return rows
+
+
+def keep_weights(loop: Loop, artifacts: Artifacts, epoch: int, save_every: int) -> None:
+    """The trunk's weights after ``epoch``, per ``save.weights``: this trial's, then those of each
+    shorter trial read from this run (``artifacts.readouts``: (its epochs, its store))."""
+    for end, store in [(loop.cfg.train.epochs, artifacts), *getattr(artifacts, "readouts", ())]:
+        if epoch <= end:
+            save_weights(loop, store, epoch, epoch == end, save_every)
 
 
 def _measure(loop: Loop, epoch: int, last: bool, main: bool, autocast: Any) -> dict[str, Any] | None:

@@ -131,7 +131,7 @@ def estimate_trial_memory(cfg: Any, images: int | None = None, workers: int = 1)
     return out
 
 
-def _memory_key(cfg: Any) -> tuple:
+def memory_key(cfg: Any) -> tuple:
     """The config leaves the estimate depends on (trials differing only in lr share one estimate)."""
     return (
         cfg.data.name,
@@ -176,7 +176,7 @@ def sweep_configs(sweep: Any) -> list[Any]:
         configs = [t.config for t in sweep.trials]
     unique: dict[tuple, Any] = {}
     for cfg in configs:
-        unique.setdefault(_memory_key(cfg), cfg)
+        unique.setdefault(memory_key(cfg), cfg)
     return list(unique.values())
 
 

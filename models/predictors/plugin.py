@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from ablate.config.tree import doc
-from ablate.config.trial import PredictorConfig
+from ablate.config.trial import ADDED_LATER, PredictorConfig
 from ablate.models.predictors.base import (
     CorrelationEMA,
     PluggedLinearPredictor,
@@ -93,6 +93,17 @@ class PluginPredictorConfig(PredictorConfig):
             "of F W + W F + 2 ridge W = 2 sym(C) (reference code, minimal_space); lstsq: C (F + ridge)^-1"
         ),
     )
+    symmetric: bool = field(
+        default=False,
+        # added after the first plug-in trials ran: left out of the trial id while false (ADDED_LATER)
+        metadata={
+            **doc(
+                "between plug-ins (freq > 1), W_p <- (W_p + W_p^T)/2 after each SGD step (the reference code's "
+                "dyn_sym, true there by default)"
+            ),
+            ADDED_LATER: True,
+        },
+    )
 
 
 @register_predictor
@@ -109,6 +120,7 @@ class PluginPredictor(PluggedLinearPredictor):
         self.c_stats = CorrelationEMA(dim, cfg.rho)
         self.ridge = cfg.ridge
         self.solve = PLUGIN_SOLVES[cfg.solve]
+        self.symmetric = cfg.symmetric
 
     def observe(self, f: Tensor, t: Tensor) -> None:
         super().observe(f, t)
@@ -116,3 +128,14 @@ class PluginPredictor(PluggedLinearPredictor):
 
     def target_weight(self) -> Tensor:
         return self.solve(self.f_stats.value, self.c_stats.value, self.ridge)
+
+    @torch.no_grad()
+    def after_optimizer_step(self, step: int) -> None:
+        """Plug W_p in every ``freq`` steps; between plug-ins, with ``symmetric``, W_p <- (W_p + W_p^T)/2
+        after the SGD step (the reference's ``regulate_predictor``, ``minimal_space`` branch: when
+        ``niter % predictor_freq != 0`` and ``dyn_sym``, ``w += w.t(); w /= 2``)."""
+        if (step - 1) % self.freq == 0:
+            super().after_optimizer_step(step)
+        elif self.symmetric:
+            w = self.linear.weight
+            w.copy_((w + w.T) / 2)

@@ -19,7 +19,7 @@ TRIALS = {  # file stem (or example folder) -> (trials, where the count comes fr
     "smoke": (4 * 2, "4 predictors x EMA on/off, 1 seed"),
     "digits_ordering": ((4 + 1) * 3, "4 predictors + a random trunk, 3 seeds"),
     "plugin_predictor": (5 * 2, "2 low-rank ranks + linear + DirectPred + MLP, 2 seeds"),
-    "stl10_plugin": (2 * 4 * 5, "Table 1: EMA on/off x N in 1, 2, 3, 5 x 5 seeds"),
+    "stl10_plugin": (2 * 2 * 4 * 5, "Table 1: solve paper/reference x EMA on/off x N in 1, 2, 3, 5 x 5 seeds"),
     "stl10_predictor": (2 * 2 * 2 * 2 * 5, "Table 3: linear/2-layer x EMA on/off x bias x symmetric x 5 seeds"),
     "stl10_wd": (2 * 2 * 2 * 3 * 5, "Tables 2, 3, 5: EMA x bias x symmetric x 3 weight-decay settings x 5 seeds"),
     "stl10_directpred": (2 * 4 * 5, "Table 6: rho in 0.3, 0.5 x eps in 0, 0.01, 0.1, 0.5 x 5 seeds"),
@@ -37,6 +37,14 @@ TRIALS = {  # file stem (or example folder) -> (trials, where the count comes fr
 }
 
 
+# sweeps whose trials differing only in train.epochs share one run (ablate.sweep.prefix): file stem ->
+# (trials that run, the share of the compute of every trial run on its own, why)
+SHARED = {
+    "stl10_longer": (3 * 5, 500 / (100 + 300 + 500), "one 500-epoch run per predictor x seed; training and evaluation"),
+    "cifar10_longer": (3 * 5, 500 / (100 + 300 + 500), "(every epoch) are both linear in the epochs: 500 of 900"),
+}
+
+
 def name_of(path: Path) -> str:
     return path.parent.name if path.name == "sweep.yaml" else path.stem
 
@@ -49,6 +57,12 @@ def test_every_shipped_sweep_passes_check_with_the_trial_count_of_its_source(pat
     trials = int(re.search(r"^trials\s+(\d+)", out.out, re.M).group(1))
     expected, source = TRIALS[name_of(path)]
     assert trials == expected, f"{path.name}: {trials} trials, but {source} is {expected}"
+    shared = re.search(r"estimated compute: \S+ FLOPs \((\d+) runs for \d+ trials, (\S+)x of", out.out)
+    if name_of(path) in SHARED:
+        runs, share, why = SHARED[name_of(path)]
+        assert shared and (int(shared.group(1)), float(shared.group(2))) == (runs, pytest.approx(share, abs=5e-4)), why
+    else:
+        assert shared is None, f"{path.name}: trials share a run; add it to SHARED with its source"
 
 
 def test_the_table_of_counts_names_exactly_the_shipped_sweeps():

@@ -44,6 +44,8 @@ def frame() -> pd.DataFrame:
         ("best", (0.70 + 0.90) / 2, (0.55 + 0.60) / 2),
         ("final", (0.69 + 0.88) / 2, (0.54 + 0.59) / 2),
         ("max", (0.80 + 0.90) / 2, (0.55 + 0.65) / 2),
+        ("top1", (0.80 + 0.90) / 2, (0.55 + 0.65) / 2),  # the best one epoch: max
+        ("top5", (0.75 + 0.75) / 2, (0.525 + 0.625) / 2),  # 2 evaluated epochs < 5: the mean of both
     ],
 )
 def test_each_protocol_fills_cells_with_its_number(protocol, linear, directpred):
@@ -79,8 +81,9 @@ def test_compare_under_max_uses_each_trials_best_epoch():
 
 
 def test_protocols_apply_to_probe_metrics_only():
-    with pytest.raises(UserError, match="choose best .* final .* or max"):
-        with_protocol(TableSpec(), "mean")
+    for bad in ("mean", "top0", "top", "top5x"):
+        with pytest.raises(UserError, match=r"choose best .* final .* max .* or top<k>, e.g. top5"):
+            with_protocol(TableSpec(), bad)
     with pytest.raises(UserError, match="applies to probe metrics"):
         metric_under("z_std", "max")
     assert metric_under("z_std", None) == ("z_std", "final")
@@ -101,3 +104,50 @@ def test_max_takes_the_probes_numbers_of_the_best_epoch_and_every_other_metric_o
         ablate.compare_arms(
             df, {"predictor.name": "linear"}, {"predictor.name": "directpred"}, "knn_top1", protocol="max"
         )
+
+
+def test_top_k_is_the_mean_of_a_trials_k_best_evaluated_epochs():
+    """The authors' tools2 (utils_stats.process_func, stats.py --topk_mean, default 5): a run's values
+    sorted best first (``--descending`` for accuracy), the mean of the first k, or of all of them
+    when there are fewer than k."""
+    best = [0.61, 0.74, 0.70, 0.77, 0.72, 0.75, 0.73]  # epochs 1..7; the final epoch's is 0.73
+    df = pd.DataFrame(
+        {
+            "trial_id": "t",
+            "seed": 0,
+            "epoch": range(1, 8),
+            "status": "ok",
+            "is_final": [False] * 6 + [True],
+            "probe_top1_best": best,
+            "sweep": "p",
+        }
+    )
+    top5 = sorted(best, reverse=True)[:5]  # 0.77, 0.75, 0.74, 0.73, 0.72
+    for protocol, want in (("best", 0.73), ("max", 0.77), ("top5", sum(top5) / 5), ("top3", (0.77 + 0.75 + 0.74) / 3)):
+        t = ablate.table(df, protocol=protocol, scale=1.0, digits=6)
+        assert t.to_frame()["mean"].item() == pytest.approx(want), protocol
+    assert "mean of the 5 best evaluated pretraining epochs" in ablate.table(df, protocol="top5").table.caption
+    rows = protocol_rows(df, "probe_top1_best", "top5")
+    assert rows["probe_top1_best"].item() == pytest.approx(sum(top5) / 5) and rows["epoch"].item() == 7
+
+
+def test_the_report_shows_every_cell_under_the_four_protocols(tmp_path):
+    """best / final / max / top5 side by side, each as the table would show it (the numbers of
+    test_each_protocol_fills_cells_with_its_number); a table of another metric has no such section."""
+    from ablate.analysis.protocol_grid import protocol_grid
+    from ablate.analysis.report import write_report
+
+    spec = TableSpec(rows=("predictor.name",), scale=1.0, digits=3)
+    grid = protocol_grid(frame(), spec, "p")
+    assert grid.header == ("cell", "best", "final", "max", "top5")
+    by_cell = {r[0]: r[1:] for r in grid.rows}
+    assert by_cell["name=linear"] == (
+        "0.800 ± 0.141 (n=2)",
+        "0.785 ± 0.134 (n=2)",
+        "0.850 ± 0.071 (n=2)",
+        "0.750 ± 0.000 (n=2)",
+    )
+    assert protocol_grid(frame(), TableSpec(rows=("predictor.name",), metric="z_std"), "p") is None
+    out = write_report(frame(), spec, tmp_path / "r.md", fmt="markdown", paper=False)
+    text = (tmp_path / "r.md").read_text()
+    assert "## Probe protocols" in text and "| cell | best | final | max | top5 |" in text, out

@@ -397,3 +397,27 @@ def test_collapse_section_reports_the_compute_saved_and_where_each_collapsed_arm
     drifted = ours.assign(z_std=[0.01, 0.02, 0.75, 0.7])  # stopping changed a healthy arm: the target is missed
     figures = {m.what: m for m in collapse_figures({"ours": (20.0, drifted), "baseline": (25.0, base)}, 30)}
     assert figures["largest change to a healthy arm (final z_std, probe)"].verdict == "missed"
+
+
+def test_prefix_section_reports_the_epochs_saved_and_that_no_cell_changed():
+    """Per predictor, lengths 2 / 4 / 6: each trial on its own trains 2 + 4 + 6 = 12 epochs, sharing trains 6
+    (the 6-epoch run; the others read from it); the cells' numbers must not move."""
+    from ablate.benchmark.prefix import prefix_figures
+
+    ids = pd.Index(["a2", "a4", "a6", "b2", "b4", "b6"], name="trial_id")
+    numbers = {
+        m: [0.1, 0.2, 0.3, 0.4, 0.5, 0.6] for m in ("loss", "probe_top1_best", "probe_top1", "knn_top1", "z_std")
+    }
+    base = pd.DataFrame({"epoch": [2, 4, 6] * 2, "device_s": [2.0, 4.0, 6.0] * 2, **numbers}, index=ids)
+    derived = ["a6", "a6", None, "b6", "b6", None]
+    ours = base.assign(derived_from=derived)
+    figures = {
+        m.what.split(",")[0]: m for m in prefix_figures({"ours": (5.0, ours), "baseline": (9.0, base)}, [2, 4, 6])
+    }
+    assert (figures["epochs trained"].ours, figures["epochs trained"].baseline) == (12.0, 24.0)
+    assert "2 runs for 6 trials" in figures["epochs trained"].note
+    assert figures["device time of the trials that ran"].ours == 12.0
+    assert figures["largest change to a cell's final numbers (same trial ids"].verdict == "met"
+    moved = ours.assign(z_std=[0.1, 0.2, 0.3, 0.4, 0.55, 0.6])
+    figures = {m.what: m for m in prefix_figures({"ours": (5.0, moved), "baseline": (9.0, base)}, [2, 4, 6])}
+    assert figures["largest change to a cell's final numbers (same trial ids, same seeds)"].verdict == "missed"

@@ -208,6 +208,45 @@ def test_plugin_recovers_a_known_symmetric_map():
         assert torch.allclose(p.linear_weight(), a, atol=1e-3) == recovers, solve
 
 
+@pytest.mark.parametrize("symmetric", [False, True])
+def test_plugin_symmetrises_w_p_between_plug_ins_as_the_reference_does(symmetric):
+    """The reference's regulate_predictor, minimal_space branch, after every optimizer step: on
+    ``niter % predictor_freq == 0`` it plugs W in, else ``if self.dyn_sym: w += w.t(); w /= 2``
+    (dyn_sym: true by default). ``predictor.symmetric`` is that option; off, SGD's W_p stays as it is."""
+    p = predictor(dim=4, name="plugin", freq=3, solve="lyapunov", symmetric=symmetric)
+    z = torch.randn(8, 4, generator=torch.Generator().manual_seed(0))
+    p.observe(z, z.flip(1))
+    w = p.linear_weight()
+    p.after_optimizer_step(1)
+    plugged = w.detach().clone()
+    assert torch.allclose(plugged, plugged.T, atol=1e-6)  # the Lyapunov solve is symmetric
+    skew = torch.triu(torch.ones(4, 4), 1)  # stands in for an SGD step that breaks the symmetry
+    for step in (2, 3):
+        sgd = w.detach().clone() + 0.01 * step * skew
+        with torch.no_grad():
+            w.copy_(sgd)
+        p.after_optimizer_step(step)
+        assert torch.equal(w, (sgd + sgd.T) / 2 if symmetric else sgd), step
+    p.after_optimizer_step(4)
+    assert torch.allclose(w, plugged, atol=1e-6)  # same statistics: the same plug-in
+
+
+def test_plugin_symmetric_off_keeps_the_trial_ids_of_before_it_existed():
+    """``predictor.symmetric`` came after plug-in trials had run: at its default (false) it is left out of
+    the trial id (ablate.config.trial.ADDED_LATER), so their ids are what they were; on, it is part of it.
+    The ids below were computed at commit 172e923, before the key existed."""
+    from ablate.kinds.registry import SSL
+
+    before = {
+        "691bf77d1661": {"predictor": {"name": "plugin"}},
+        "55452298f8cc": {"predictor": {"name": "plugin", "solve": "lyapunov", "freq": 2}, "ema": {"tau": 0.0}},
+    }
+    for tid, mapping in before.items():
+        assert SSL.trial_id(load_trial_config(mapping)) == tid
+        on = {**mapping, "predictor": {**mapping["predictor"], "symmetric": True}}
+        assert SSL.trial_id(load_trial_config(on)) != tid
+
+
 def direct_solves(f: np.ndarray, c: np.ndarray, lam: float) -> dict[str, np.ndarray]:
     """Each solve written out in float64 without the eigenbasis: the paper's W = sym(C) (F + lam I)^-1,
     the Lyapunov equation F W + W F + 2 lam W = 2 sym(C) as one linear system in vec(W), and lstsq."""

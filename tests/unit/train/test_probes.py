@@ -8,7 +8,7 @@ from torch import nn
 from ablate.config.trial import EvalConfig
 from ablate.datasets.images import Splits, TensorImageSet
 from ablate.train.augment import eval_transform
-from ablate.train.evaluate import PROBES, ProbeInputs, extract
+from ablate.train.evaluate import PROBES, ProbeInputs, byol_probe_lr, extract
 
 
 class Recording(nn.Module):
@@ -67,3 +67,15 @@ def test_a_trial_records_its_probe_protocol(protocol):
         train__epochs=1, train__steps_per_epoch=2, train__device="cpu", eval__probe_epochs=1, eval__protocol=protocol
     )
     assert list(df["eval.protocol"]) == [protocol] and 0 <= df.probe_top1_best.iloc[0] <= 1
+
+
+def test_byol_probe_lr_is_the_base_lr_scaled_by_the_batch(monkeypatch):
+    """BYOL's eval (deepmind-research byol): schedules.learning_schedule computes ``scaled_lr =
+    base_learning_rate * batch_size / 256.`` and configs/eval.py sets base_learning_rate 0.2, so its
+    probe runs at 0.8 with batch 1024; eval.probe_lr is that base lr."""
+    assert byol_probe_lr(EvalConfig(protocol="byol", probe_lr=0.2, probe_batch_size=1024)) == pytest.approx(0.8)
+    seen, real = [], torch.optim.SGD
+    monkeypatch.setattr(torch.optim, "SGD", lambda params, lr, **kw: seen.append(lr) or real(params, lr=lr, **kw))
+    cfg = EvalConfig(protocol="byol", probe_epochs=1, probe_lr=0.5, probe_weight_decay=0.0, probe_batch_size=16)
+    PROBES["byol"](inputs(cfg, Recording(), toy_splits()))
+    assert seen == [pytest.approx(0.5 * 16 / 256)]

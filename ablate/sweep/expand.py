@@ -35,15 +35,15 @@ from ablate.sweep.validated import Sweep, SweepSource, undot
 
 @dataclass(frozen=True)
 class Trial:
-    """One trial: its id (the hash of the resolved config and its plugins), config, the axis values that define it
-    (dotted key -> value as written in the sweep, plus ``seed``), and what produced it
-    (``grid`` | ``cases`` | ``optuna``)."""
+    """One trial: its id (the hash of the resolved config and its plugins), config, the axis values that
+    define it (dotted key -> value as written in the sweep, plus ``seed``), what produced it (``grid`` |
+    ``cases`` | ``optuna``) and its kind's name."""
 
     trial_id: str
     config: Any
     axes: dict[str, Any]
     search: str
-    kind: str = "ssl"
+    kind: str
     derived_from: str | None = None  # the longer trial whose run this one is read from (ablate.sweep.prefix)
 
     @property

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from ablate.cli import main
+from helpers.plugins import walk
 from helpers.runs import run_process
 
 pytestmark = pytest.mark.system
@@ -57,33 +58,9 @@ def test_the_example_plugin_runs_in_ray_workers_and_an_edit_reruns_only_its_tria
     assert "lowrank" in table and "directpred" in table
 
 
-WALK = """\
-from dataclasses import dataclass, field
-
-import pyarrow as pa
-
-from ablate.config.tree import doc
-from ablate.kinds.record import TrialKind, register_kind
-
-
-@dataclass(frozen=True)
-class Walk:
-    seed: int = field(default=0, metadata=doc("seed", min=0))
-    steps: int = field(default=3, metadata=doc("steps", min=1))
-
-
-def run(cfg, report, *_):
-    for i in range(1, cfg.steps + 1):
-        report({"epoch": i, "position": float(i * (cfg.seed + 1)), "is_final": i == cfg.steps})
-
-
-register_kind(TrialKind("walk", "a walk", Walk, run, [("position", pa.float64(), "where it is")], ("position", "max")))
-"""
-
-
 def test_a_plugin_kind_runs_through_ablate_run(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "walk.py").write_text(WALK)
+    (tmp_path / "walk.py").write_text(walk())
     sweep = tmp_path / "w.yaml"
     sweep.write_text(
         "name: walk\nplugins: [walk.py]\nbase: {kind: walk}\ngrid: {steps: [2, 4]}\nseeds: [0, 1]\n"

@@ -22,6 +22,7 @@ import pytest
 
 from ablate.cli import main
 from helpers.runs import every_command, interrupt, run_process, wait_for
+from helpers.s3 import offline_aws
 from helpers.tiny_sweeps import write_sweep
 
 pytestmark = pytest.mark.system
@@ -73,14 +74,9 @@ def s3(tmp_path_factory):
     empty = tmp_path_factory.mktemp("aws") / "none"
     had_ray = ray.is_initialized()
     with pytest.MonkeyPatch.context() as mp:
-        for key in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_PROFILE", "AWS_SESSION_TOKEN", "RAY_ADDRESS"):
+        for key in ("AWS_SESSION_TOKEN", "RAY_ADDRESS"):
             mp.delenv(key, raising=False)
-        mp.setenv("AWS_ACCESS_KEY_ID", "testing")
-        mp.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-        mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
-        mp.setenv("AWS_EC2_METADATA_DISABLED", "true")
-        mp.setenv("AWS_CONFIG_FILE", str(empty))
-        mp.setenv("AWS_SHARED_CREDENTIALS_FILE", str(empty))
+        offline_aws(mp, empty)
         store = S3(*server.get_host_and_port())
         store.fs.create_dir(BUCKET)
         if had_ray:  # the session's Ray started before these variables existed: its workers lack them

@@ -22,6 +22,7 @@ from ablate.cli import main
 from ablate.kinds.ssl import load_trial_config
 from ablate.train.loop import pretrain
 from helpers.jobs import assert_completed, expected_trial_ids, job_log, submit, submit_process, write_sweep
+from helpers.s3 import TEST_CREDENTIALS
 from helpers.tiny_sweeps import TINY_BASE
 from helpers.tiny_sweeps import write_sweep as write_tiny
 
@@ -65,12 +66,7 @@ def s3_on_the_bridge(slurm_cluster, monkeypatch):
     server = moto_server.ThreadedMotoServer(ip_address=slurm_cluster.login_ip, port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
-    creds = {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_EC2_METADATA_DISABLED": "true",
-    }
+    creds = TEST_CREDENTIALS
     for key, value in creds.items():
         monkeypatch.setenv(key, value)
     monkeypatch.setattr(slurm_cluster, "env", {**slurm_cluster.env, **creds})

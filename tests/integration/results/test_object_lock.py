@@ -32,6 +32,7 @@ from ablate.results.layout import SweepDir
 from ablate.results.lock import lock_holder, run_lock
 from ablate.results.remote import StoreError
 from ablate.runner.recorder import storage_failure
+from helpers.s3 import offline_aws
 
 moto_server = pytest.importorskip("moto.server", reason="moto[server] is not installed (pip install 'ablate[dev]')")
 STALE_S = 2.0
@@ -113,17 +114,7 @@ def free_port() -> int:
 def server(tmp_path_factory):
     empty = tmp_path_factory.mktemp("aws") / "none"
     with pytest.MonkeyPatch.context() as mp:
-        for key in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_PROFILE"):
-            mp.delenv(key, raising=False)
-        for key, value in (
-            ("AWS_ACCESS_KEY_ID", "testing"),
-            ("AWS_SECRET_ACCESS_KEY", "testing"),
-            ("AWS_DEFAULT_REGION", "us-east-1"),
-            ("AWS_EC2_METADATA_DISABLED", "true"),
-            ("AWS_CONFIG_FILE", str(empty)),
-            ("AWS_SHARED_CREDENTIALS_FILE", str(empty)),
-        ):
-            mp.setenv(key, value)
+        offline_aws(mp, empty)
         s = Server()
         pafs.S3FileSystem(endpoint_override=s.endpoint, scheme="http", allow_bucket_creation=True).create_dir("bkt")
         yield s

@@ -22,6 +22,7 @@ from ablate.results.io import Expect, ResultsStore, read_rows
 from ablate.results.layout import SweepDir
 from ablate.results.location import Location
 from ablate.results.remote import StoreError
+from helpers.s3 import offline_aws
 from helpers.tiny_sweeps import write_sweep
 
 moto_server = pytest.importorskip("moto.server", reason="moto[server] is not installed (pip install 'ablate[dev]')")
@@ -41,15 +42,7 @@ def endpoint(tmp_path_factory):
     host, port = server.get_host_and_port()
     empty = tmp_path_factory.mktemp("aws") / "none"
     with pytest.MonkeyPatch.context() as mp:
-        for key, value in (
-            ("AWS_ACCESS_KEY_ID", "testing"),
-            ("AWS_SECRET_ACCESS_KEY", "testing"),
-            ("AWS_DEFAULT_REGION", "us-east-1"),
-            ("AWS_EC2_METADATA_DISABLED", "true"),
-            ("AWS_CONFIG_FILE", str(empty)),
-            ("AWS_SHARED_CREDENTIALS_FILE", str(empty)),
-        ):
-            mp.setenv(key, value)
+        offline_aws(mp, empty)
         pafs.S3FileSystem(endpoint_override=f"{host}:{port}", scheme="http", allow_bucket_creation=True).create_dir(
             "bkt"
         )

@@ -19,34 +19,7 @@ from ablate.kinds.registry import KINDS, SSL
 from ablate.kinds.single import run_single
 from ablate.sweep.load import read_sweep
 from ablate.sweep.plugins import load_entry_points
-
-PREDICTOR = """
-from dataclasses import dataclass, field
-from typing import Literal
-
-from torch import nn
-
-from ablate.config.tree import doc
-from ablate.models.predictors import Predictor, PredictorConfig, register_predictor
-
-
-@dataclass(frozen=True)
-class Config(PredictorConfig):
-    name: Literal["{name}"] = "{name}"
-    rank: int = field(default=4, metadata=doc("rank", min=1))
-
-
-@register_predictor
-class LowRank(Predictor):
-    Config = Config
-
-    def __init__(self, cfg, dim):
-        super().__init__(dim)
-        self.v, self.u = nn.Linear(dim, cfg.rank, bias=False), nn.Linear(cfg.rank, dim, bias=False)
-
-    def forward(self, z):
-        return self.u(self.v(z))
-"""
+from helpers.plugins import lowrank, walk
 
 
 @pytest.fixture(autouse=True)
@@ -56,9 +29,10 @@ def own_registries():
         yield
 
 
-def plugin(tmp_path: Path, name: str, text: str = PREDICTOR, file: str | None = None) -> Path:
+def plugin(tmp_path: Path, name: str, text: str | None = None, file: str | None = None) -> Path:
+    """A plugin file (the example low-rank predictor by default) registering ``name``."""
     path = tmp_path / (file or f"{name}.py")
-    path.write_text(text.replace("{name}", name))
+    path.write_text(lowrank(name) if text is None else text.replace("{name}", name))
     return path
 
 
@@ -90,7 +64,7 @@ def test_a_plugin_predictor_sits_beside_the_built_ins_with_strict_keys(tmp_path)
     plugin(tmp_path, "rank_a")
     s = read_sweep(sweep(tmp_path, "[rank_a.py]", "predictor: [{name: rank_a, rank: 2}, {name: directpred}]"))
     (ours, builtin) = s.trials
-    assert ours.config.predictor.rank == 2 and type(ours.config.predictor).__name__ == "Config"
+    assert ours.config.predictor.rank == 2 and type(ours.config.predictor).__name__ == "LowRankConfig"
     assert PREDICTORS.origin("rank_a").plugin == "rank_a.py" and PREDICTORS.origin("directpred").builtin
     assert [p.name for p in s.plugins][:1] == ["rank_a.py"]
     # the trial that uses the plugin carries its hash; the built-in one is the id it always had
@@ -127,10 +101,13 @@ def test_a_plugin_that_takes_a_built_in_name_is_refused(tmp_path, capsys):
             "register_predictor: P is not a subclass of ablate.models.predictors.Predictor",
         ),
         (
-            PREDICTOR.replace("@dataclass(frozen=True)", "@dataclass"),
-            "TypeError: cannot inherit non-frozen dataclass from a frozen one (line 11)",
+            lowrank("broken_one").replace("@dataclass(frozen=True)", "@dataclass"),
+            "TypeError: cannot inherit non-frozen dataclass from a frozen one (line 13)",
         ),
-        (PREDICTOR.replace("    Config = Config\n", ""), "LowRank.Config must be a dataclass subclassing"),
+        (
+            lowrank("broken_one").replace("    Config = LowRankConfig\n", ""),
+            "LowRankPredictor.Config must be a dataclass subclassing",
+        ),
     ],
     ids=["syntax", "missing import", "raises", "registers nothing", "not a predictor", "not frozen", "no Config"],
 )
@@ -161,32 +138,8 @@ def test_editing_a_plugin_changes_the_ids_of_its_trials_only(tmp_path):
     assert [t.trial_id for t in read_sweep(moved).trials] == after
 
 
-KIND = """
-from dataclasses import dataclass, field
-
-import pyarrow as pa
-
-from ablate.config.tree import doc
-from ablate.kinds.record import TrialKind, register_kind
-
-
-@dataclass(frozen=True)
-class Walk:
-    seed: int = field(default=0, metadata=doc("seed", min=0))
-    steps: int = field(default=3, metadata=doc("steps", min=1))
-
-
-def run(cfg, report, *_):
-    for i in range(1, cfg.steps + 1):
-        report({{"epoch": i, "position": float(i * (cfg.seed + 1)), "is_final": i == cfg.steps}})
-
-
-register_kind(TrialKind("{name}", "a walk", Walk, run, [("position", pa.float64(), "where it is")], ("position", "max")))
-"""
-
-
 def test_a_plugin_kind_is_checked_like_a_built_in(tmp_path, capsys):
-    plugin(tmp_path, "walk_a", KIND.replace("{{", "{").replace("}}", "}"))
+    plugin(tmp_path, "walk_a", walk("{name}"))
     path = tmp_path / "w.yaml"
     path.write_text("name: w\nplugins: [walk_a.py]\nbase: {kind: walk_a}\ngrid: {steps: [2, 5]}\nseeds: [0, 1]\n")
     s = read_sweep(path)
@@ -199,7 +152,7 @@ def test_a_plugin_kind_is_checked_like_a_built_in(tmp_path, capsys):
 
 
 def test_a_kind_with_a_broken_interface_is_refused(tmp_path, capsys):
-    bad = KIND.replace("{{", "{").replace("}}", "}").replace('("position", "max")', '("nowhere", "max")')
+    bad = walk("{name}").replace('("position", "max")', '("nowhere", "max")')
     plugin(tmp_path, "walk_b", bad)
     path = tmp_path / "w.yaml"
     path.write_text("name: w\nplugins: [walk_b.py]\nbase: {kind: walk_b}\n")

@@ -15,16 +15,23 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import torch
+from PIL import Image
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
-from ablate.datasets.imagefolder import decode_rgb
 from ablate.datasets.images import Batch, Splits
 from ablate.datasets.recipes import Recipe
 from ablate.errors import DatasetError
 
 PRETRAIN_VIEWS = 2
+
+
+def decode_rgb(path: str):
+    """A file -> RGB PIL image. PIL (libjpeg-turbo) handles every ImageNet file, CMYK JPEGs
+    included; the crop is then taken on the PIL image, so only the small crop becomes a tensor."""
+    with Image.open(path) as img:
+        return img.convert("RGB")
 
 
 class _Items(Dataset):
@@ -125,4 +132,4 @@ def folder_splits(
     )
 
 
-__all__ = ["FolderImageSet", "folder_splits"]
+__all__ = ["FolderImageSet", "decode_rgb", "folder_splits"]

@@ -52,15 +52,6 @@ or unpack by hand and sort val/ with the usual valprep.sh
 Then: ablate data check imagefolder --root {base}"""
 
 
-def decode_rgb(path: str):
-    """A file -> RGB PIL image. PIL (libjpeg-turbo) handles every ImageNet file, CMYK JPEGs
-    included; the crop is then taken on the PIL image, so only the small crop becomes a tensor."""
-    from PIL import Image
-
-    with Image.open(path) as img:
-        return img.convert("RGB")
-
-
 def _entries(folder: Path) -> list[os.DirEntry]:
     try:
         with os.scandir(folder) as it:
@@ -148,6 +139,8 @@ def check(folder: Path) -> list[str]:
 
 def _open(path: str) -> tuple[int, int]:
     """(width, height) of an image as the loader's workers decode it; a DatasetError when they could not."""
+    from ablate.datasets.folderset import decode_rgb  # PIL and torchvision: only when an image is opened
+
     try:
         return decode_rgb(path).size
     except Exception as e:  # PIL raises many kinds for a damaged file

@@ -2,7 +2,8 @@
 
 A sweep of three tiny digits trials (1 CPU each) runs as one job on 1 node and on 3 nodes: on 3, the
 Ray head starts at the first node's address, one worker step per other node joins it, the trials run
-on different nodes (the ``node`` column), the results land once in the shared folder, a second
+on different nodes (the ``node`` column), one of them with a plugin predictor that Ray's runtime
+environment ships to whichever node runs it, the results land once in the shared folder, a second
 submission runs nothing, and ``ablate status`` / ``ablate table`` read them from the login side (this
 machine, outside the nodes). The 1-node run is the baseline for the wall time (opt-in: it adds a
 job). The time-limit warning and requeue on 3 nodes: test_slurm_node_loss.py.
@@ -28,6 +29,7 @@ from helpers.jobs import (
     submit,
     write_sweep,
 )
+from helpers.plugins import lowrank
 
 pytestmark = pytest.mark.system
 
@@ -64,7 +66,10 @@ def test_one_node_job_runs_the_sweep(slurm_cluster, shared_dir, measured):
 
 def test_three_node_job_spreads_the_sweep_then_a_resubmission_runs_nothing(slurm_cluster, shared_dir, capsys, measured):
     name = "slurm_three"
-    sweep = write_sweep(shared_dir, name, epochs=2, predictors=THREE, extra=TABLE)
+    (shared_dir / "plugin").mkdir(exist_ok=True)
+    (shared_dir / "plugin" / "lowrank.py").write_text(lowrank())
+    plugin = "plugins: [plugin/lowrank.py]\n"  # relative to the sweep file, not the job's working directory
+    sweep = write_sweep(shared_dir, name, epochs=2, predictors="linear, lowrank, directpred", extra=TABLE + plugin)
     results = shared_dir / "results" / name
     job = submit(slurm_cluster, shared_dir, sweep, "--shared-storage-ok", nodes=3)
     info = assert_completed(slurm_cluster, shared_dir, name, job)
@@ -77,6 +82,11 @@ def test_three_node_job_spreads_the_sweep_then_a_resubmission_runs_nothing(slurm
     final = df[df.is_final]
     assert set(final.trial_id) == expected_trial_ids(sweep), log
     assert (final.status == "ok").all(), final[["trial_id", "status", "error"]]
+    assert final.set_index("predictor.name").plugin.to_dict() == {
+        "lowrank": "lowrank.py",
+        "linear": None,
+        "directpred": None,
+    }
     per_node = Counter(final.node)
     assert set(per_node) <= set(slurm_cluster.names) and len(per_node) >= 2, (per_node, log)
     assert len(df) == len(df[["trial_id", "epoch"]].drop_duplicates())  # every row once
@@ -98,4 +108,4 @@ def test_three_node_job_spreads_the_sweep_then_a_resubmission_runs_nothing(slurm
     assert "3 done" in capsys.readouterr().out
     assert main(["table", str(results)]) == 0
     table = capsys.readouterr().out
-    assert all(p in table for p in ("linear", "none", "directpred")), table
+    assert all(p in table for p in ("linear", "lowrank", "directpred")), table

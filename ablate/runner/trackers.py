@@ -6,7 +6,7 @@ run. Each trial reports Tune results ``{"row_json": <the full results row>, <met
 (see :mod:`ablate.runner.trainable`), and its Tune config is ``{"trial": {... "config": <nested trial config>}}``.
 The stock callbacks would log that JSON string and the nested dict as they are, so each is
 subclassed only to translate: every numeric metric column of the row (the kind's metrics, e.g.
-``ablate.results.schema.SSL_METRICS``, plus ``wall_s``) is logged at step = ``epoch``, and the flattened
+the ssl kind record's ``metrics``, plus ``wall_s``) is logged at step = ``epoch``, and the flattened
 trial config (dotted keys, as in the results) is logged as hyper-parameters. Where the files go:
 
   tensorboard  ``<storage>/_<sweep>/tensorboard/<trial_id>/`` event files (scalars ``ray/tune/<metric>``,

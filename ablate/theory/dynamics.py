@@ -140,7 +140,7 @@ def run_linear_dynamics(cfg: DynamicsConfig, report: Report) -> None:
     ``report_every`` steps (or log-spaced, ``report_spacing: log``) and at the last step (``is_final``). A state
     that blows up (non-finite or an entry above ``BLOW_UP``) ends the trial with
     one ``diverged`` row. Rows hold epoch (report index), step, is_final, status, error, wall_s and the
-    :data:`ablate.results.schema.THEORY_METRICS` columns; the runner adds the identity, config and
+    metric columns (:mod:`ablate.kinds.dynamics`); the runner adds the identity, config and
     provenance columns.
     """
     t0 = time.perf_counter()

@@ -29,7 +29,7 @@ def _fro(a: np.ndarray) -> float:
 def measure(
     cfg: DynamicsConfig, W: np.ndarray, Wp: np.ndarray, Wa: np.ndarray, B0: np.ndarray, t: float
 ) -> dict[str, Any]:
-    """The theory metrics (:data:`ablate.results.schema.THEORY_METRICS`) of one state (plain Python
+    """The theory metrics (the linear_dynamics kind's, :mod:`ablate.kinds.dynamics`) of one state (plain Python
     values, ready for JSON and Arrow)."""
     x, xp = cfg.x_diag(), cfg.xp_diag()
     F = (W * x) @ W.T  # (n2, n2)

@@ -140,7 +140,7 @@ def nothing_runs(monkeypatch, tmp_path):
 
     for target in (
         "ablate.runner.driver.run_sweep",
-        "ablate.train.single.run_single",
+        "ablate.kinds.single.run_single",
         "ablate.cluster.slurm.submit_sweep",
         "ablate.benchmark.suite.run_bench",
     ):

@@ -6,6 +6,7 @@ import pandas as pd
 
 from ablate.cli import main
 from ablate.kinds.registry import SSL
+from ablate.kinds.single import run_single
 from ablate.kinds.ssl import load_trial_config
 from ablate.train.loop import pretrain
 
@@ -23,15 +24,20 @@ def fast(**over):
 
 
 def test_trial_reports_one_row_per_evaluated_epoch():
+    """The loop reports its rows (metrics, epoch, step, status); run as a trial of its kind, every row
+    also carries the identity, config and provenance columns."""
     rows = []
     out = pretrain(fast(predictor={"name": "directpred"}), rows.append)
     assert rows == out and [r["epoch"] for r in rows] == [1, 2]
     assert [r["is_final"] for r in rows] == [False, True] and {r["status"] for r in rows} == {"ok"}
-    last = rows[-1]
+    df = run_single(fast(predictor={"name": "directpred"}), {})
+    assert df.epoch.tolist() == [1, 2] and set(df.status) == {"ok"}
+    last = df.iloc[-1]
     for name, _, _ in SSL.metrics:
-        assert name in last, name
+        assert name in df.columns, name
     assert 0 <= last["probe_top1"] <= 1 and last["probe_top1_best"] >= last["probe_top1"]
     assert last["predictor.name"] == "directpred" and last["predictor.rho"] == 0.3
+    assert last["trial_id"] == SSL.trial_id(fast(predictor={"name": "directpred"})) and last["kind"] == "ssl"
     assert last["step"] == 8 and last["total_steps"] == 8
     assert len(last["f_eigs"]) == 32 and -1 <= last["eig_align"] <= 1
 

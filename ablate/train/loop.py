@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import platform
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -251,10 +252,10 @@ def pretrain(
     t0 = time.perf_counter()
     loop = build_loop(cfg)
     main = loop.dp is None or loop.dp.is_main
-    # the caller adds the trial's identity, config and provenance columns (its kind record's); a
-    # data-parallel trial ran on its workers' hosts, in rank order
-    hosts = {"node": loop.dp.hosts()} if loop.dp else {}
-    base = {"device": device_name(loop.device), "status": "ok", "error": None, "is_final": False, **hosts}
+    # where each row was computed (a resumed trial's earlier rows keep theirs: a data-parallel trial
+    # ran on its workers' hosts, in rank order); the caller adds the identity, config and provenance
+    node = loop.dp.hosts() if loop.dp else platform.node()
+    base = {"device": device_name(loop.device), "node": node, "status": "ok", "error": None, "is_final": False}
     rows, resumed, wall_before = _resume(loop, checkpointer, report)
     t0 -= wall_before
     device_s = (rows[-1].get("device_s") or 0.0) if rows else 0.0  # what earlier runs of it computed

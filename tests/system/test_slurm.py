@@ -82,11 +82,8 @@ def test_three_node_job_spreads_the_sweep_then_a_resubmission_runs_nothing(slurm
     final = df[df.is_final]
     assert set(final.trial_id) == expected_trial_ids(sweep), log
     assert (final.status == "ok").all(), final[["trial_id", "status", "error"]]
-    assert final.set_index("predictor.name").plugin.to_dict() == {
-        "lowrank": "lowrank.py",
-        "linear": None,
-        "directpred": None,
-    }
+    plugged = final[final.plugin.notna()]
+    assert plugged["predictor.name"].tolist() == ["lowrank"] and plugged.plugin.tolist() == ["lowrank.py"]
     per_node = Counter(final.node)
     assert set(per_node) <= set(slurm_cluster.names) and len(per_node) >= 2, (per_node, log)
     assert len(df) == len(df[["trial_id", "epoch"]].drop_duplicates())  # every row once

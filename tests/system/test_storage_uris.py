@@ -47,9 +47,8 @@ def test_submitting_a_results_folder_reruns_exactly_its_trials(ray_local, tmp_pa
     assert held != {t.trial_id for t in read_sweep(path).trials}  # the file alone makes other trials
     capsys.readouterr()
     assert main(["submit", str(results / "again"), "--dry-run"]) == 0
-    [line] = [ln for ln in capsys.readouterr().out.splitlines() if " -m ablate.cli run " in ln]
-    words = shlex.split(line)
-    run = words[words.index("run") + 1 : words.index("--address")]
+    [line] = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("RUN_ARGS=(")]
+    run = shlex.split(line[len("RUN_ARGS=(") : -1])  # the job runs `ablate.cli run "${RUN_ARGS[@]}" --address ...`
     assert run == [str(results / "again"), "--storage", str(results)]
     assert main(["run", *run]) == 0  # what the job runs: nothing left, the same trials
     assert "all 2 trials of again are already in" in capsys.readouterr().out

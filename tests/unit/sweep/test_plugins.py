@@ -13,20 +13,13 @@ from pathlib import Path
 import pytest
 
 from ablate.cli import main
-from ablate.config.registry import PREDICTORS, isolated
+from ablate.config.registry import PREDICTORS
 from ablate.errors import UserError
 from ablate.kinds.registry import KINDS, SSL
 from ablate.kinds.single import run_single
 from ablate.sweep.load import read_sweep
 from ablate.sweep.plugins import load_entry_points
 from helpers.plugins import lowrank, walk
-
-
-@pytest.fixture(autouse=True)
-def own_registries():
-    """What a test's plugins register is gone after it: other tests see the built-ins only."""
-    with isolated():
-        yield
 
 
 def plugin(tmp_path: Path, name: str, text: str | None = None, file: str | None = None) -> Path:

@@ -89,7 +89,8 @@ def sweep_flops(trials: list[Any]) -> tuple[float, float]:
     alone = run = 0.0
     for t in trials:
         key = (memory_key(t.config), t.config.loss.symmetric)
-        per_step.setdefault(key, step_flops(t.config))
+        if key not in per_step:  # counted on meta: a second or two a model, so once per configuration
+            per_step[key] = step_flops(t.config)
         flops = trial_flops(t.config, per_step[key])
         alone += flops
         run += flops if t.derived_from is None else 0.0

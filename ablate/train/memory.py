@@ -35,6 +35,7 @@ import torch
 
 from ablate.datasets.records import DATASETS
 from ablate.models.pair import BYOLPair
+from ablate.models.predictors import build_predictor
 
 GIB = 2**30
 CUDA_CONTEXT_BYTES = int(0.5 * GIB)  # CUDA context + cuDNN/cuBLAS handles per process (typical)
@@ -132,7 +133,8 @@ def estimate_trial_memory(cfg: Any, images: int | None = None, workers: int = 1)
 
 
 def memory_key(cfg: Any) -> tuple:
-    """The config leaves the estimate depends on (trials differing only in lr share one estimate)."""
+    """The config leaves the estimate depends on (trials differing only in lr share one estimate); of
+    the predictor, its tensors' shapes (DirectPred's rho or eps change no byte)."""
     return (
         cfg.data.name,
         cfg.data.image_size,
@@ -140,7 +142,7 @@ def memory_key(cfg: Any) -> tuple:
         cfg.data.fake_classes,
         cfg.model,
         cfg.projector,
-        cfg.predictor,
+        predictor_shapes(cfg),
         cfg.ema.tau > 0,
         cfg.loss.stop_gradient,
         cfg.optim.name,
@@ -149,6 +151,13 @@ def memory_key(cfg: Any) -> tuple:
         cfg.train.precision,
         cfg.train.channels_last,
     )
+
+
+def predictor_shapes(cfg: Any) -> tuple:
+    """The predictor's class and the shapes of its parameters and buffers, built on the meta device."""
+    with torch.device("meta"):
+        predictor = build_predictor(cfg.predictor, cfg.projector.out_dim)
+    return type(predictor).__name__, tuple((k, tuple(t.shape)) for k, t in predictor.state_dict().items())
 
 
 def gib(n: float) -> str:

@@ -1,8 +1,10 @@
-"""Every sweep file we ship runs: ``ablate run <file> --set ...`` with overrides that shrink it to its first
-trial (first grid point, first case when it has no grid, first seed; one epoch of one step on small
-crops on the CPU; a theory trial of 20 steps), on real Ray, against tiny datasets in the official
-formats that the test writes where the sweep's own ``${ABLATE_DATA:-data}`` points. Then ``ablate
-table`` reads the results. A sweep that crashes on its own settings fails here."""
+"""Every sweep file we ship runs, shrunk by ``--set`` overrides to its first trial (first grid point,
+first case when it has no grid, first seed; one epoch of one step on small crops on the CPU; a
+theory trial of 20 steps), against tiny datasets in the official formats that the test writes where
+the sweep's own ``${ABLATE_DATA:-data}`` points: each file's trial in this process (its loader, its
+network, its optimizer, its evaluation: everything a worker runs), and one file of each kind through
+``ablate run`` on real Ray, whose results ``ablate table`` then reads. A sweep that crashes on its own
+settings fails here."""
 
 from __future__ import annotations
 
@@ -14,6 +16,8 @@ import pytest
 import yaml
 
 from ablate.cli import main
+from ablate.config.tree import parse_set
+from ablate.kinds.single import run_single
 from ablate.sweep.load import read_sweep
 from helpers.tiny_data import write_data_root
 
@@ -67,14 +71,29 @@ def data_root(tmp_path_factory):
     return write_data_root(tmp_path_factory.mktemp("data"))
 
 
+def shrunk(path: Path) -> Any:
+    """The sweep at ``path`` loaded with the overrides that shrink it (the first of its trials is kept)."""
+    argv = shrink(path)
+    return read_sweep(path, dict(parse_set(argv[1::2])))
+
+
 @pytest.mark.parametrize("path", SWEEPS, ids=lambda p: p.stem)
-def test_every_shipped_sweep_runs_shrunk_to_one_trial(path, data_root, ray_local, tmp_path, monkeypatch, capsys):
+def test_every_shipped_sweep_runs_its_first_trial_shrunk(path, data_root, monkeypatch):
     monkeypatch.setenv("ABLATE_DATA", str(data_root))
+    sweep = shrunk(path)
+    assert len(sweep.trials) == 1, [t.label for t in sweep.trials]
+    df = run_single(sweep.trials[0].config, {})
+    final = df[df.is_final]
+    assert final.status.tolist() == ["ok"] and final.trial_id.tolist() == [sweep.trials[0].trial_id]
+
+
+@pytest.mark.parametrize("name", ["smoke", "theory_collapse"])  # one of each built-in kind
+def test_a_shipped_sweep_of_each_kind_runs_through_ablate_run(name, data_root, ray_local, tmp_path, capsys):
+    path = REPO / "sweeps" / f"{name}.yaml"
     storage = tmp_path / "results"
     assert main(["run", str(path), "--storage", str(storage), *shrink(path)]) == 0, capsys.readouterr().err
-    folder = storage / read_sweep(path, validate_paths=False).name
-    rows = pd.read_parquet(folder)
+    rows = pd.read_parquet(storage / name)
     final = rows[rows.is_final.fillna(False).astype(bool)]
     assert len(final) == 1 and final.status.tolist() == ["ok"], final[["status", "error"]].to_dict("records")
     capsys.readouterr()
-    assert main(["table", str(folder)]) == 0, capsys.readouterr().err
+    assert main(["table", str(storage / name)]) == 0, capsys.readouterr().err
